@@ -1,0 +1,1 @@
+//! `linux.seccomp` from config.json compiled into a classic BPF program.
