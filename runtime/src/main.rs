@@ -1,1 +1,25 @@
-fn main() {}
+//! The `minirun` binary. One binary, two front ends, chosen by one rule:
+//!
+//! - the runc-compatible OCI command set when invoked as `minirun-runc` (a
+//!   symlink `make install` creates; give its path to Podman's `--runtime`
+//!   or containerd's `--runc-binary`), or as `minirun oci ...`;
+//! - otherwise the Docker-style front end (`minirun run IMAGE CMD`).
+
+use std::ffi::OsString;
+use std::path::Path;
+
+fn main() {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    let invoked_as = args.first().and_then(|a| Path::new(a).file_name()).and_then(|n| n.to_str()).unwrap_or("minirun").to_string();
+    let code = if invoked_as == "minirun-runc" {
+        minirun_runtime::oci::main(args)
+    } else if args.get(1).is_some_and(|a| a == "oci") {
+        args.remove(1);
+        args[0] = OsString::from("minirun oci");
+        minirun_runtime::oci::main(args)
+    } else {
+        eprintln!("minirun: the Docker-style front end is not built yet; use `minirun oci COMMAND` or the minirun-runc link for the OCI runtime");
+        125
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,56 @@
+# minirun: build, test, demo, bench. Run as root (containers need it).
+CARGO   ?= cargo
+PREFIX  ?= /usr/local
+RELEASE := target/release
+BIN     := $(RELEASE)/minirun
+OCI_BIN := $(RELEASE)/minirun-runc
+SHARED  ?= ../shared
+
+.PHONY: all build deps test unit-test integration-test demo bench install uninstall test-cgroupv2 check-clients clippy clean
+
+all: build
+
+build:
+	$(CARGO) build --release --bin minirun
+	ln -sf minirun $(OCI_BIN)
+
+# Debian packages the tests need (busybox-static for the test bundles).
+deps:
+	scripts/install-deps.sh
+
+unit-test:
+	$(CARGO) test --workspace --exclude minirun-tests
+
+integration-test: build
+	MINIRUN=$(CURDIR)/$(BIN) $(CARGO) test -p minirun-tests -- --test-threads=2
+
+test: deps unit-test integration-test
+
+demo: deps build
+	scripts/demo.sh $(CURDIR)/$(OCI_BIN)
+
+bench: deps build
+	$(SHARED)/bench/lifecycle.sh $(CURDIR)/$(OCI_BIN) crun runc
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/minirun
+	ln -sf minirun $(DESTDIR)$(PREFIX)/bin/minirun-runc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/minirun $(DESTDIR)$(PREFIX)/bin/minirun-runc
+
+# cgroup v2 with real controllers, inside a qemu VM (this host is hybrid).
+test-cgroupv2: build
+	scripts/cgroupv2-vm.sh $(CURDIR)/$(BIN)
+
+# Podman and containerd driving minirun as their OCI runtime.
+check-clients: build
+	$(SHARED)/checks/install-deps.sh
+	$(SHARED)/checks/podman-check.sh $(CURDIR)/$(OCI_BIN)
+	$(SHARED)/checks/containerd-check.sh $(CURDIR)/$(OCI_BIN)
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean

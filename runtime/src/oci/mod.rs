@@ -1,0 +1,23 @@
+//! The runc-compatible command set, one file per verb (as crun has it).
+//! Podman (through conmon) and containerd's runc shim drive these exactly as
+//! they drive runc; `../../shared/contract/` has the calls they make.
+
+mod cli;
+mod container;
+mod create;
+mod delete;
+mod error;
+mod exec;
+mod features;
+mod kill;
+mod list;
+mod pause;
+mod ps;
+mod run;
+mod spec;
+mod start;
+mod state;
+
+pub use cli::{main, OciCli};
+pub use container::Container;
+pub use error::OciError;
