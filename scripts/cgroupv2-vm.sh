@@ -60,7 +60,7 @@ install_host_tools() {
     [ -z "$missing" ] && return
     say "installing$missing"
     apt_update_once
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 $missing
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 $missing >/dev/null
 }
 
 # apt-get download PKG... into $WORK/debs, updating the lists if they are stale.
@@ -251,23 +251,31 @@ timeout -k 10 "$VM_TIMEOUT" "${QEMU[@]}" -accel tcg -m 1024 -smp 2 \
     </dev/null >"$log" 2>&1 || qemu_rc=$?
 t_done=$SECONDS
 
-tr -d '\r' <"$log" | grep -aE '^(PASS|FAIL) ' || true
-result=$(tr -d '\r' <"$log" | grep -aE '^RESULT [0-9]+ passed, [0-9]+ failed$' | tail -n 1 || true)
+# The serial log has CRLFs and the firmware's terminal escapes.
+lines=$(sed -e 's/\r//g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1b[A-Za-z]//g' "$log" |
+    grep -aE '^(PASS|FAIL|RESULT) ' || true)
+grep -E '^(PASS|FAIL) ' <<<"$lines" || true
+result=$(grep -E '^RESULT [0-9]+ passed, [0-9]+ failed$' <<<"$lines" | tail -n 1 || true)
 echo "${result:-RESULT missing}"
 say "setup+initramfs $((t_built - t_start))s, VM $((t_done - t_built))s"
 
-if [ "$qemu_rc" = 124 ]; then
-    say "the VM did not power off within ${VM_TIMEOUT}s; last lines of $log:"
-    tail -n 20 "$log" >&2
-    exit 1
-fi
-read -r passed failed < <(echo "$result" | awk '{ print $2, $4 }')
+# Both the guest's count and our own must agree: a check that died before
+# printing, or a RESULT from a guest that stopped early, is a failure.
+n_pass=$(grep -c '^PASS ' <<<"$lines" || true)
+n_fail=$(grep -c '^FAIL ' <<<"$lines" || true)
+read -r passed failed < <(awk '{ print $2, $4 }' <<<"${result:-RESULT - x -}")
 if [ -z "$result" ]; then
-    say "no RESULT line (qemu exit $qemu_rc); last lines of $log:"
-    tail -n 20 "$log" >&2
+    case "$qemu_rc" in
+        124|137) say "the VM did not finish within ${VM_TIMEOUT}s" ;;
+        *) say "no RESULT line (qemu exit $qemu_rc)" ;;
+    esac
+    say "last lines of $log:"
+    sed -e 's/\r//g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1b[A-Za-z]//g' "$log" | tail -n 20 >&2
     exit 1
 fi
-if [ "$failed" != 0 ] || [ "$passed" -lt "$EXPECTED_CHECKS" ]; then
-    say "want $EXPECTED_CHECKS passed and 0 failed"
+if [ "$failed" != 0 ] || [ "$n_fail" != 0 ] ||
+    [ "$passed" -lt "$EXPECTED_CHECKS" ] || [ "$n_pass" -lt "$EXPECTED_CHECKS" ]; then
+    say "want $EXPECTED_CHECKS passed and 0 failed (saw $n_pass PASS, $n_fail FAIL lines)"
     exit 1
 fi
+say "all $EXPECTED_CHECKS cgroup v2 checks passed"

@@ -8,6 +8,7 @@
 //! co-mounted controllers (`cpu -> cpu,cpuacct`); for pure cgroup v2 on the
 //! destination itself.
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -44,7 +45,9 @@ pub enum CgroupMountError {
         destination: PathBuf,
         source: MountOpError,
     },
-    #[error("cgroup mount on {destination:?}: cannot open host cgroup directory {src:?}: {source}")]
+    #[error(
+        "cgroup mount on {destination:?}: cannot open host cgroup directory {src:?}: {source}"
+    )]
     HostDir {
         destination: PathBuf,
         src: PathBuf,
@@ -134,8 +137,15 @@ impl CgroupMount<'_> {
     }
 
     fn create(&self, unsafe_path: &Path) -> Result<Target, CgroupMountError> {
-        let resolved = self.ctx.root.resolve(unsafe_path).map_err(|e| self.dest_err(e))?;
-        self.ctx.root.create(&resolved, Kind::Dir).map_err(|e| self.dest_err(e))
+        let resolved = self
+            .ctx
+            .root
+            .resolve(unsafe_path)
+            .map_err(|e| self.dest_err(e))?;
+        self.ctx
+            .root
+            .create(&resolved, Kind::Dir)
+            .map_err(|e| self.dest_err(e))
     }
 
     /// Pure cgroup v2: the hierarchy is the destination itself.
@@ -166,7 +176,8 @@ impl CgroupMount<'_> {
         mount_ops::mount_fs("tmpfs", &root.at(), "tmpfs", DEFAULT_FLAGS, "mode=755")
             .map_err(|e| self.op_err(e))?;
         root.reopen().map_err(|e| self.dest_err(e))?;
-        mount_ops::set_propagation(&root.at(), &self.opts.propagation).map_err(|e| self.op_err(e))?;
+        mount_ops::set_propagation(&root.at(), &self.opts.propagation)
+            .map_err(|e| self.op_err(e))?;
 
         let read_only = self.opts.flags & MsFlags::MS_RDONLY;
         for h in hierarchies {
@@ -193,12 +204,17 @@ impl CgroupMount<'_> {
             } else {
                 self.bind_host_dir(&mut sub, h)?;
             }
-            mount_ops::set_propagation(&sub.at(), &self.opts.propagation).map_err(|e| self.op_err(e))?;
+            mount_ops::set_propagation(&sub.at(), &self.opts.propagation)
+                .map_err(|e| self.op_err(e))?;
         }
 
         for h in hierarchies {
             for link in comount_links(&h.dir) {
-                match nix::unistd::symlinkat(h.dir.as_str(), Some(fd_raw(&root)), link.as_str()) {
+                match nix::unistd::symlinkat(
+                    h.dir.as_str(),
+                    Some(root.fd().as_raw_fd()),
+                    link.as_str(),
+                ) {
                     Ok(()) | Err(Errno::EEXIST) => {}
                     Err(source) => {
                         return Err(CgroupMountError::Symlink {
@@ -213,30 +229,32 @@ impl CgroupMount<'_> {
         }
 
         if !read_only.is_empty() {
-            mount_ops::remount_bind(&root.at(), DEFAULT_FLAGS | MsFlags::MS_RDONLY, MsFlags::empty())
-                .map_err(|e| self.op_err(e))?;
+            mount_ops::remount_bind(
+                &root.at(),
+                DEFAULT_FLAGS | MsFlags::MS_RDONLY,
+                MsFlags::empty(),
+            )
+            .map_err(|e| self.op_err(e))?;
         }
         Ok(())
     }
 
     fn bind_host_dir(&self, target: &mut Target, h: &Hierarchy) -> Result<(), CgroupMountError> {
-        let host = sys::open_path(None, &h.host_dir, false).map_err(|source| CgroupMountError::HostDir {
-            destination: self.destination.to_path_buf(),
-            src: h.host_dir.clone(),
-            source,
+        let host = sys::open_path(None, &h.host_dir, false).map_err(|source| {
+            CgroupMountError::HostDir {
+                destination: self.destination.to_path_buf(),
+                src: h.host_dir.clone(),
+                source,
+            }
         })?;
-        mount_ops::bind(&At::procfd(&host, &h.host_dir), &target.at(), true).map_err(|e| self.op_err(e))?;
+        mount_ops::bind(&At::procfd(&host, &h.host_dir), &target.at(), true)
+            .map_err(|e| self.op_err(e))?;
         target.reopen().map_err(|e| self.dest_err(e))?;
         // The cgroup mount's own flags (nosuid, nodev, noexec, ro, ...) apply
         // to each bind.
         let flags = self.opts.flags | MsFlags::MS_BIND;
         mount_ops::remount_bind(&target.at(), flags, self.opts.cleared).map_err(|e| self.op_err(e))
     }
-}
-
-fn fd_raw(t: &Target) -> std::os::fd::RawFd {
-    use std::os::fd::AsRawFd;
-    t.fd().as_raw_fd()
 }
 
 /// For `cpu,cpuacct` the names `cpu` and `cpuacct`, which programs expect to
@@ -253,10 +271,18 @@ pub(crate) fn comount_links(dir: &str) -> Vec<String> {
 
 /// The hierarchies of this process, from its own /proc/self/cgroup and the
 /// host's cgroup mounts under /sys/fs/cgroup (the runtime gave none).
-pub(crate) fn discover(mounts: &[MountInfo], own: &[CgroupMembership], known: &[String]) -> Vec<Hierarchy> {
+pub(crate) fn discover(
+    mounts: &[MountInfo],
+    own: &[CgroupMembership],
+    known: &[String],
+) -> Vec<Hierarchy> {
     let mut out: Vec<Hierarchy> = Vec::new();
     for membership in own {
-        let wanted: Vec<&str> = membership.controllers.split(',').filter(|c| !c.is_empty()).collect();
+        let wanted: Vec<&str> = membership
+            .controllers
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .collect();
         let found = mounts.iter().find(|m| {
             mountinfo::is_under(&m.mount_point, Path::new(CGROUP_ROOT))
                 && if wanted.is_empty() {
@@ -281,12 +307,19 @@ pub(crate) fn discover(mounts: &[MountInfo], own: &[CgroupMembership], known: &[
 
 /// The hierarchies the runtime gave, described from the host mount each
 /// directory lives on; unknown mounts fall back to the given name.
-pub(crate) fn from_config(paths: &[(String, PathBuf)], mounts: &[MountInfo], known: &[String]) -> Vec<Hierarchy> {
+pub(crate) fn from_config(
+    paths: &[(String, PathBuf)],
+    mounts: &[MountInfo],
+    known: &[String],
+) -> Vec<Hierarchy> {
     let mut out: Vec<Hierarchy> = Vec::new();
     for (name, host_dir) in paths {
         let mount = mounts
             .iter()
-            .filter(|m| (m.fs_type == "cgroup" || m.fs_type == "cgroup2") && host_dir.starts_with(&m.mount_point))
+            .filter(|m| {
+                (m.fs_type == "cgroup" || m.fs_type == "cgroup2")
+                    && host_dir.starts_with(&m.mount_point)
+            })
             .max_by_key(|m| m.mount_point.as_os_str().len());
         let h = match mount {
             Some(m) => hierarchy_for(m, host_dir.clone(), known),
@@ -318,7 +351,11 @@ fn hierarchy_for(mount: &MountInfo, host_dir: PathBuf, known: &[String]) -> Hier
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    let version = if mount.fs_type == "cgroup2" { Version::V2 } else { Version::V1 };
+    let version = if mount.fs_type == "cgroup2" {
+        Version::V2
+    } else {
+        Version::V1
+    };
     let data = mount
         .super_options
         .split(',')
@@ -358,7 +395,10 @@ mod tests {
 ";
 
     fn known() -> Vec<String> {
-        ["cpu", "cpuacct", "memory"].iter().map(|s| s.to_string()).collect()
+        ["cpu", "cpuacct", "memory"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     #[test]
@@ -367,9 +407,15 @@ mod tests {
         let dirs: Vec<&str> = h.iter().map(|h| h.dir.as_str()).collect();
         assert_eq!(dirs, ["systemd", "memory", "cpu,cpuacct", "unified"]);
         assert_eq!(h[0].data, "name=systemd");
-        assert_eq!(h[0].host_dir, PathBuf::from("/sys/fs/cgroup/systemd/sys.slice"));
+        assert_eq!(
+            h[0].host_dir,
+            PathBuf::from("/sys/fs/cgroup/systemd/sys.slice")
+        );
         assert_eq!(h[2].data, "cpu,cpuacct");
-        assert_eq!(h[2].host_dir, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/ctr"));
+        assert_eq!(
+            h[2].host_dir,
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/ctr")
+        );
         assert_eq!(h[3].version, Version::V2);
         assert_eq!(h[3].host_dir, PathBuf::from("/sys/fs/cgroup/unified/ctr"));
     }
@@ -386,8 +432,14 @@ mod tests {
     #[test]
     fn config_paths_are_described_by_their_mount() {
         let paths = vec![
-            ("cpu".to_string(), PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/x")),
-            ("unified".to_string(), PathBuf::from("/sys/fs/cgroup/unified/x")),
+            (
+                "cpu".to_string(),
+                PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/x"),
+            ),
+            (
+                "unified".to_string(),
+                PathBuf::from("/sys/fs/cgroup/unified/x"),
+            ),
             ("weird".to_string(), PathBuf::from("/elsewhere/x")),
         ];
         let h = from_config(&paths, &parse_mountinfo(HYBRID), &known());

@@ -194,8 +194,12 @@ fn create_node(root: &RootDir, node: &Node, bind: bool) -> Result<(), DeviceErro
         Err(Errno::EEXIST) => match existing_mismatch(&parent, &name, node) {
             None => {}
             Some(found) if node.is_default && found != "a directory" => {
-                nix::unistd::unlinkat(Some(parent.as_raw_fd()), name.as_os_str(), UnlinkatFlags::NoRemoveDir)
-                    .map_err(|source| syscall_err(node, "unlink the image's file", source))?;
+                nix::unistd::unlinkat(
+                    Some(parent.as_raw_fd()),
+                    name.as_os_str(),
+                    UnlinkatFlags::NoRemoveDir,
+                )
+                .map_err(|source| syscall_err(node, "unlink the image's file", source))?;
                 mknod().map_err(|source| syscall_err(node, "mknod", source))?;
             }
             Some(found) => {
@@ -242,11 +246,17 @@ fn existing_mismatch(parent: &OwnedFd, name: &std::ffi::OsStr, node: &Node) -> O
 
 /// mknod is subject to the umask and creates root-owned nodes: set both as
 /// asked, on the very node just checked.
-fn fix_owner_and_mode(parent: &OwnedFd, name: &std::ffi::OsStr, node: &Node) -> Result<(), DeviceError> {
+fn fix_owner_and_mode(
+    parent: &OwnedFd,
+    name: &std::ffi::OsStr,
+    node: &Node,
+) -> Result<(), DeviceError> {
     let fd = sys::open_path(Some(parent), name, true)
         .map_err(|source| syscall_err(node, "open the new node", source))?;
     let st = sys::fstat(&fd).map_err(|source| syscall_err(node, "stat the new node", source))?;
-    if sys::file_type(&st) != node.kind || (node.kind != SFlag::S_IFIFO && st.st_rdev != node.rdev()) {
+    if sys::file_type(&st) != node.kind
+        || (node.kind != SFlag::S_IFIFO && st.st_rdev != node.rdev())
+    {
         return Err(DeviceError::Mismatch {
             path: node.path.clone(),
             found: "a different node after mknod (replaced concurrently?)".into(),
@@ -263,12 +273,19 @@ fn fix_owner_and_mode(parent: &OwnedFd, name: &std::ffi::OsStr, node: &Node) -> 
 /// The host's node of the same path, bind-mounted on an empty file.
 fn bind_node(root: &RootDir, node: &Node, resolved: &Path) -> Result<(), DeviceError> {
     let host_path = lexical_clean(&node.path);
-    let host = sys::open_path(None, &host_path, false)
-        .map_err(|source| syscall_err(node, &format!("open host device {host_path:?} to bind it"), source))?;
-    let target = root.create(resolved, Kind::File).map_err(|source| DeviceError::Path {
-        path: node.path.clone(),
-        source,
+    let host = sys::open_path(None, &host_path, false).map_err(|source| {
+        syscall_err(
+            node,
+            &format!("open host device {host_path:?} to bind it"),
+            source,
+        )
     })?;
+    let target = root
+        .create(resolved, Kind::File)
+        .map_err(|source| DeviceError::Path {
+            path: node.path.clone(),
+            source,
+        })?;
     mount_ops::bind(&At::procfd(&host, &host_path), &target.at(), false).map_err(|source| {
         DeviceError::Mount {
             path: node.path.clone(),
@@ -289,9 +306,11 @@ fn setup_ptmx(root: &RootDir) -> Result<(), DeviceError> {
             })
         }
     }
-    nix::unistd::symlinkat("pts/ptmx", Some(dev.as_raw_fd()), "ptmx").map_err(|source| DeviceError::Symlink {
-        link: "/dev/ptmx".into(),
-        source,
+    nix::unistd::symlinkat("pts/ptmx", Some(dev.as_raw_fd()), "ptmx").map_err(|source| {
+        DeviceError::Symlink {
+            link: "/dev/ptmx".into(),
+            source,
+        }
     })
 }
 
@@ -380,7 +399,10 @@ mod tests {
         let null = &nodes[5];
         assert_eq!((null.mode, null.is_default), (0o600, false));
         let fuse = &nodes[6];
-        assert_eq!((fuse.major, fuse.minor, fuse.uid, fuse.gid), (10, 229, 1, 2));
+        assert_eq!(
+            (fuse.major, fuse.minor, fuse.uid, fuse.gid),
+            (10, 229, 1, 2)
+        );
         // 4480 = 0o10600: the S_IFIFO bits in fileMode are dropped.
         assert_eq!(nodes[7].mode, 0o600);
         assert_eq!(nodes[7].kind, SFlag::S_IFIFO);
@@ -388,13 +410,17 @@ mod tests {
 
     #[test]
     fn bad_devices_are_errors() {
-        let s = spec(r#"{"ociVersion":"1.0.2","linux":{"devices":[{"path":"/dev/x","type":"a"}]}}"#);
+        let s =
+            spec(r#"{"ociVersion":"1.0.2","linux":{"devices":[{"path":"/dev/x","type":"a"}]}}"#);
         assert!(matches!(nodes_for(&s), Err(DeviceError::BadType { .. })));
         let s = spec(
             r#"{"ociVersion":"1.0.2","linux":{"devices":[{"path":"/dev/x","type":"c","major":-1,"minor":0}]}}"#,
         );
         let err = nodes_for(&s).unwrap_err();
-        assert!(err.to_string().contains("/dev/x") && err.to_string().contains("major"), "{err}");
+        assert!(
+            err.to_string().contains("/dev/x") && err.to_string().contains("major"),
+            "{err}"
+        );
     }
 
     #[test]

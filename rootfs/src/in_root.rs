@@ -36,6 +36,12 @@ pub enum InRootError {
         path: PathBuf,
         actual: PathBuf,
     },
+    #[error("{path:?} changed while being mounted on: was {before:?}, now {after:?}")]
+    Changed {
+        path: PathBuf,
+        before: PathBuf,
+        after: PathBuf,
+    },
     #[error("{path:?} is the rootfs itself; mounting over the container's / is not supported")]
     IsRoot { path: PathBuf },
     #[error("cannot read where {path:?} lives through /proc/self/fd (is procfs mounted at /proc?): {source}")]
@@ -58,11 +64,16 @@ pub(crate) struct RootDir {
 
 impl RootDir {
     pub(crate) fn open(path: &Path) -> Result<Self, InRootError> {
-        let fd = sys::openat(None, path, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
-            .map_err(|source| InRootError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let fd = sys::openat(
+            None,
+            path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .map_err(|source| InRootError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         // Later checks compare kernel-reported paths with this one, so keep
         // the kernel's spelling rather than the caller's.
         let path = sys::fd_path(&fd).map_err(|source| InRootError::ProcFd {
@@ -220,10 +231,10 @@ impl Target {
             source,
         })?;
         if after != before {
-            return Err(InRootError::Outside {
-                root: before,
+            return Err(InRootError::Changed {
                 path: self.path.clone(),
-                actual: after,
+                before,
+                after,
             });
         }
         self.fd = fd;
@@ -269,7 +280,12 @@ fn open_or_make_dir(dir: &OwnedFd, name: &Path, walked: &Path) -> Result<OwnedFd
     })
 }
 
-fn create_at(parent: &OwnedFd, name: &OsString, kind: Kind, path: &Path) -> Result<(), InRootError> {
+fn create_at(
+    parent: &OwnedFd,
+    name: &OsString,
+    kind: Kind,
+    path: &Path,
+) -> Result<(), InRootError> {
     let res = match kind {
         Kind::Dir => nix::sys::stat::mkdirat(
             Some(parent.as_raw_fd()),
@@ -337,7 +353,10 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         let root = RootDir::open(dir.path()).unwrap();
         let top = root.resolve(Path::new("/")).unwrap();
-        assert!(matches!(root.create(&top, Kind::Dir), Err(InRootError::IsRoot { .. })));
+        assert!(matches!(
+            root.create(&top, Kind::Dir),
+            Err(InRootError::IsRoot { .. })
+        ));
 
         // Resolve first, then swap a component for a symlink: the fd walk
         // must refuse instead of following it out of the rootfs.

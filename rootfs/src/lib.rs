@@ -110,12 +110,21 @@ pub fn pivot_into(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
 /// linux.rootfsPropagation on `/`.
 pub fn finalize_rootfs(spec: &Spec) -> Result<(), RootfsError> {
     let linux = spec.linux().as_ref();
-    let masked = linux.and_then(|l| l.masked_paths().as_deref()).unwrap_or_default();
-    let readonly = linux.and_then(|l| l.readonly_paths().as_deref()).unwrap_or_default();
+    let masked = linux
+        .and_then(|l| l.masked_paths().as_deref())
+        .unwrap_or_default();
+    let readonly = linux
+        .and_then(|l| l.readonly_paths().as_deref())
+        .unwrap_or_default();
     paths::mask_paths(masked)?;
     paths::readonly_paths(readonly)?;
     paths::remount_delayed_read_only(spec.mounts().as_deref().unwrap_or_default())?;
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
         paths::readonly_root()?;
     }
     propagation::apply_final(propagation::rootfs_propagation(spec)?)?;

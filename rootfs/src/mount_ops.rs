@@ -102,7 +102,14 @@ pub(crate) fn mount_fs(
     flags: MsFlags,
     data: &str,
 ) -> Result<(), MountOpError> {
-    sys::mount(Some(Path::new(source)), &at.target, Some(fstype), flags, data).map_err(|e| {
+    sys::mount(
+        Some(Path::new(source)),
+        &at.target,
+        Some(fstype),
+        flags,
+        data,
+    )
+    .map_err(|e| {
         let mut op = format!("mount {fstype} (source {source:?}");
         if !flags.is_empty() {
             op.push_str(&format!(", flags {}", flags_to_string(flags)));

@@ -229,7 +229,10 @@ mod tests {
     #[test]
     fn podman_proc() {
         let o = parse(&["nosuid", "noexec", "nodev"]);
-        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV);
+        assert_eq!(
+            o.flags,
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV
+        );
         assert!(o.data.is_empty() && o.propagation.is_empty() && !o.is_bind());
     }
 
@@ -245,7 +248,14 @@ mod tests {
 
     #[test]
     fn devpts_data_options() {
-        let o = parse(&["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]);
+        let o = parse(&[
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+            "gid=5",
+        ]);
         assert_eq!(o.data_string(), "newinstance,ptmxmode=0666,mode=0620,gid=5");
     }
 
@@ -272,7 +282,10 @@ mod tests {
         assert!(o.cleared.is_empty());
         let o = parse(&["nosuid", "suid", "nodev", "dev", "noexec", "exec"]);
         assert!(o.flags.is_empty());
-        assert_eq!(o.cleared, MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+        assert_eq!(
+            o.cleared,
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC
+        );
     }
 
     #[test]

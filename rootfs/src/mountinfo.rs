@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum MountInfoError {
     #[error("cannot read {path}: {source}")]
-    Read { path: &'static str, source: io::Error },
+    Read {
+        path: &'static str,
+        source: io::Error,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +97,9 @@ fn unescape(field: &str) -> PathBuf {
         if bytes[i] == b'\\' {
             let oct = bytes.get(i + 1..i + 4).unwrap_or_default();
             if oct.len() == 3 && oct.iter().all(|b| (b'0'..=b'7').contains(b)) {
-                let v = oct.iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
+                let v = oct
+                    .iter()
+                    .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
                 if let Ok(v) = u8::try_from(v) {
                     out.push(v);
                     i += 4;
@@ -143,7 +148,10 @@ garbage line
     fn parses_mountinfo() {
         let m = parse_mountinfo(SAMPLE);
         assert_eq!(m.len(), 6);
-        assert_eq!(m[2].mount_point, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(
+            m[2].mount_point,
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")
+        );
         assert_eq!(m[2].fs_type, "cgroup");
         assert_eq!(m[2].super_options, "rw,cpu,cpuacct");
         assert_eq!(m[4].fs_type, "cgroup2");

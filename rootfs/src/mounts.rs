@@ -28,7 +28,9 @@ pub enum MountError {
         destination: PathBuf,
         source: MountOptionError,
     },
-    #[error("mount on {destination:?}: no type given and the options contain neither bind nor rbind")]
+    #[error(
+        "mount on {destination:?}: no type given and the options contain neither bind nor rbind"
+    )]
     MissingType { destination: PathBuf },
     #[error("bind mount on {destination:?}: no source given")]
     MissingSource { destination: PathBuf },
@@ -144,10 +146,18 @@ pub(crate) fn mount_one(ctx: &MountContext, m: &Mount) -> Result<(), MountError>
     }
 }
 
-fn mount_bind(ctx: &MountContext, c: &Ctx, m: &Mount, opts: &MountOptions) -> Result<(), MountError> {
-    let src = m.source().as_ref().ok_or_else(|| MountError::MissingSource {
-        destination: c.destination.to_path_buf(),
-    })?;
+fn mount_bind(
+    ctx: &MountContext,
+    c: &Ctx,
+    m: &Mount,
+    opts: &MountOptions,
+) -> Result<(), MountError> {
+    let src = m
+        .source()
+        .as_ref()
+        .ok_or_else(|| MountError::MissingSource {
+            destination: c.destination.to_path_buf(),
+        })?;
     // Relative sources are relative to the bundle, which is our cwd (as runc).
     let src_abs = std::path::absolute(src).unwrap_or_else(|_| src.clone());
     let bind_err = |source| MountError::BindSource {
@@ -164,7 +174,10 @@ fn mount_bind(ctx: &MountContext, c: &Ctx, m: &Mount, opts: &MountOptions) -> Re
     let resolved = ctx.root.resolve(c.destination).map_err(|e| c.dest_err(e))?;
     check_proc_mount(ctx.root.path(), &resolved, ProcSource::Bind(&src_fd), c)?;
     let kind = if src_is_dir { Kind::Dir } else { Kind::File };
-    let mut target = ctx.root.create(&resolved, kind).map_err(|e| c.dest_err(e))?;
+    let mut target = ctx
+        .root
+        .create(&resolved, kind)
+        .map_err(|e| c.dest_err(e))?;
 
     let source = At::procfd(&src_fd, src);
     mount_ops::bind(&source, &target.at(), opts.is_recursive()).map_err(|e| c.op_err(e))?;
@@ -173,15 +186,25 @@ fn mount_bind(ctx: &MountContext, c: &Ctx, m: &Mount, opts: &MountOptions) -> Re
 
 /// Propagation, per-mount flags and recursive attributes of a fresh mount,
 /// applied to the new mount rather than to what it covers.
-fn finish(c: &Ctx, target: &mut Target, opts: &MountOptions, remount: bool) -> Result<(), MountError> {
+fn finish(
+    c: &Ctx,
+    target: &mut Target,
+    opts: &MountOptions,
+    remount: bool,
+) -> Result<(), MountError> {
     target.reopen().map_err(|e| c.dest_err(e))?;
     mount_ops::set_propagation(&target.at(), &opts.propagation).map_err(|e| c.op_err(e))?;
     if remount && opts.needs_bind_remount() {
         mount_ops::remount_bind(&target.at(), opts.flags, opts.cleared).map_err(|e| c.op_err(e))?;
     }
     if opts.has_recursive_attrs() {
-        mount_ops::set_recursive_attrs(target.fd(), &target.path, opts.rec_attr_set, opts.rec_attr_clear)
-            .map_err(|e| c.op_err(e))?;
+        mount_ops::set_recursive_attrs(
+            target.fd(),
+            &target.path,
+            opts.rec_attr_set,
+            opts.rec_attr_clear,
+        )
+        .map_err(|e| c.op_err(e))?;
     }
     Ok(())
 }
@@ -208,14 +231,25 @@ fn mount_proc_or_sysfs(
         Ok(meta) if !meta.is_dir() => {
             return Err(c.refused(format!(
                 "must be mounted on an ordinary directory, but {resolved:?} is a {}",
-                if meta.file_type().is_symlink() { "symlink" } else { "file" }
+                if meta.file_type().is_symlink() {
+                    "symlink"
+                } else {
+                    "file"
+                }
             )))
         }
         _ => {}
     }
-    let proc_source = if c.fstype == "proc" { ProcSource::Proc } else { ProcSource::Other };
+    let proc_source = if c.fstype == "proc" {
+        ProcSource::Proc
+    } else {
+        ProcSource::Other
+    };
     check_proc_mount(ctx.root.path(), &resolved, proc_source, c)?;
-    let mut target = ctx.root.create(&resolved, Kind::Dir).map_err(|e| c.dest_err(e))?;
+    let mut target = ctx
+        .root
+        .create(&resolved, Kind::Dir)
+        .map_err(|e| c.dest_err(e))?;
     let source = source_string(m, c.fstype);
     let data = opts.data_string();
 
@@ -228,11 +262,12 @@ fn mount_proc_or_sysfs(
             source: Errno::EPERM,
             ..
         }) if c.fstype == "sysfs" && ctx.in_user_ns => {
-            let host_sys = sys::open_path(None, "/sys", false).map_err(|source| MountError::BindSource {
-                src: PathBuf::from("/sys"),
-                destination: c.destination.to_path_buf(),
-                source,
-            })?;
+            let host_sys =
+                sys::open_path(None, "/sys", false).map_err(|source| MountError::BindSource {
+                    src: PathBuf::from("/sys"),
+                    destination: c.destination.to_path_buf(),
+                    source,
+                })?;
             let from = At::procfd(&host_sys, Path::new("/sys"));
             mount_ops::bind(&from, &target.at(), true).map_err(|e| c.op_err(e))?;
             let mut as_bind = opts.clone();
@@ -244,10 +279,18 @@ fn mount_proc_or_sysfs(
 }
 
 /// tmpfs, devpts, mqueue, overlay, ...: a new instance of `fstype`.
-fn mount_new_fs(ctx: &MountContext, c: &Ctx, m: &Mount, opts: &MountOptions) -> Result<(), MountError> {
+fn mount_new_fs(
+    ctx: &MountContext,
+    c: &Ctx,
+    m: &Mount,
+    opts: &MountOptions,
+) -> Result<(), MountError> {
     let resolved = ctx.root.resolve(c.destination).map_err(|e| c.dest_err(e))?;
     check_proc_mount(ctx.root.path(), &resolved, ProcSource::Other, c)?;
-    let mut target = ctx.root.create(&resolved, Kind::Dir).map_err(|e| c.dest_err(e))?;
+    let mut target = ctx
+        .root
+        .create(&resolved, Kind::Dir)
+        .map_err(|e| c.dest_err(e))?;
 
     let mut data = opts.data_string();
     let mut flags = opts.flags;
@@ -257,7 +300,11 @@ fn mount_new_fs(ctx: &MountContext, c: &Ctx, m: &Mount, opts: &MountOptions) -> 
         if target.existed {
             if let Ok(st) = sys::fstat(&target.fd()) {
                 let mode = format!("mode={:04o}", st.st_mode & 0o7777);
-                data = if data.is_empty() { mode } else { format!("{mode},{data}") };
+                data = if data.is_empty() {
+                    mode
+                } else {
+                    format!("{mode},{data}")
+                };
             }
         }
     }
@@ -282,7 +329,13 @@ fn mount_new_fs(ctx: &MountContext, c: &Ctx, m: &Mount, opts: &MountOptions) -> 
                 .filter(|d| !d.starts_with("gid="))
                 .map(String::as_str)
                 .collect();
-            mount_ops::mount_fs(&source, &target.at(), c.fstype, flags, &without_gid.join(","))
+            mount_ops::mount_fs(
+                &source,
+                &target.at(),
+                c.fstype,
+                flags,
+                &without_gid.join(","),
+            )
         }
         other => other,
     };
@@ -313,7 +366,12 @@ pub(crate) enum ProcSource<'a> {
 /// security settings (/proc/self/attr, /proc/sys, ...). Covering them would
 /// let a config or image defeat those, so only a procfs may go on /proc and
 /// only the files lxcfs emulates may be covered below it.
-fn check_proc_mount(root: &Path, resolved: &Path, source: ProcSource, c: &Ctx) -> Result<(), MountError> {
+fn check_proc_mount(
+    root: &Path,
+    resolved: &Path,
+    source: ProcSource,
+    c: &Ctx,
+) -> Result<(), MountError> {
     const LXCFS_FILES: [&str; 10] = [
         "cpuinfo",
         "diskstats",

@@ -120,12 +120,24 @@ pub(crate) fn mask_paths(paths: &[String]) -> Result<(), PathsError> {
 
 /// The smallest tmpfs that can exist; read-only so nothing can be put there.
 fn mask_dir(at: &At) -> Result<(), MountOpError> {
-    match mount_ops::mount_fs("tmpfs", at, "tmpfs", MsFlags::MS_RDONLY, "nr_blocks=1,nr_inodes=1") {
+    match mount_ops::mount_fs(
+        "tmpfs",
+        at,
+        "tmpfs",
+        MsFlags::MS_RDONLY,
+        "nr_blocks=1,nr_inodes=1",
+    ) {
         // Some kernels (Ubuntu 5.4) reject fewer than two inodes.
         Err(MountOpError::Syscall {
             source: Errno::EINVAL,
             ..
-        }) => mount_ops::mount_fs("tmpfs", at, "tmpfs", MsFlags::MS_RDONLY, "nr_blocks=1,nr_inodes=2"),
+        }) => mount_ops::mount_fs(
+            "tmpfs",
+            at,
+            "tmpfs",
+            MsFlags::MS_RDONLY,
+            "nr_blocks=1,nr_inodes=2",
+        ),
         other => other,
     }
 }
@@ -182,13 +194,13 @@ pub(crate) fn readonly_paths(paths: &[String]) -> Result<(), PathsError> {
             path: path.to_path_buf(),
             source,
         })? & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
-        mount_ops::remount_bind(&at, keep | MsFlags::MS_RDONLY, MsFlags::empty()).map_err(|source| {
-            PathsError::Mount {
+        mount_ops::remount_bind(&at, keep | MsFlags::MS_RDONLY, MsFlags::empty()).map_err(
+            |source| PathsError::Mount {
                 what: "read-only path",
                 path: path.to_path_buf(),
                 source,
-            }
-        })?;
+            },
+        )?;
     }
     Ok(())
 }
@@ -198,14 +210,18 @@ pub(crate) fn readonly_paths(paths: &[String]) -> Result<(), PathsError> {
 pub(crate) fn remount_delayed_read_only(mounts: &[Mount]) -> Result<(), PathsError> {
     let via = Via::detect();
     for m in mounts {
-        let opts = MountOptions::parse(m.options().as_deref().unwrap_or_default()).map_err(|source| {
-            PathsError::Options {
-                path: m.destination().clone(),
-                source,
-            }
-        })?;
+        let opts =
+            MountOptions::parse(m.options().as_deref().unwrap_or_default()).map_err(|source| {
+                PathsError::Options {
+                    path: m.destination().clone(),
+                    source,
+                }
+            })?;
         let fstype = m.typ().as_deref().unwrap_or_default();
-        if is_bind(m, &opts) || !opts.flags.contains(MsFlags::MS_RDONLY) || !delays_read_only(fstype, m.destination()) {
+        if is_bind(m, &opts)
+            || !opts.flags.contains(MsFlags::MS_RDONLY)
+            || !delays_read_only(fstype, m.destination())
+        {
             continue;
         }
         let path = Path::new("/").join(m.destination());
@@ -250,11 +266,11 @@ pub(crate) fn readonly_root() -> Result<(), PathsError> {
         path: root.to_path_buf(),
         source,
     })? & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
-    mount_ops::remount_bind(&At::path(root), keep | MsFlags::MS_RDONLY, MsFlags::empty()).map_err(|source| {
-        PathsError::Mount {
+    mount_ops::remount_bind(&At::path(root), keep | MsFlags::MS_RDONLY, MsFlags::empty()).map_err(
+        |source| PathsError::Mount {
             what: "read-only remount of",
             path: root.to_path_buf(),
             source,
-        }
-    })
+        },
+    )
 }

@@ -59,13 +59,21 @@ fn pivot(rootfs: &Path) -> Result<(), PivotError> {
     nix::unistd::fchdir(new_root.as_raw_fd()).map_err(syscall("chdir into", rootfs))?;
     nix::unistd::pivot_root(".", ".").map_err(syscall("pivot_root into", rootfs))?;
     // The kernel leaves "." as the old root today, but does not promise it.
-    nix::unistd::fchdir(old_root.as_raw_fd()).map_err(syscall("chdir into old root", Path::new("/")))?;
+    nix::unistd::fchdir(old_root.as_raw_fd())
+        .map_err(syscall("chdir into old root", Path::new("/")))?;
     // Unmounting must not propagate to the host. rslave rather than
     // rprivate: the host may still be unmounting things we hold references
     // to, and slave lets those unmounts reach us.
-    sys::mount(None, Path::new("."), None, MsFlags::MS_SLAVE | MsFlags::MS_REC, "")
-        .map_err(syscall("make old root rslave", Path::new("/")))?;
-    nix::mount::umount2(".", MntFlags::MNT_DETACH).map_err(syscall("detach old root", Path::new("/")))?;
+    sys::mount(
+        None,
+        Path::new("."),
+        None,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "",
+    )
+    .map_err(syscall("make old root rslave", Path::new("/")))?;
+    nix::mount::umount2(".", MntFlags::MNT_DETACH)
+        .map_err(syscall("detach old root", Path::new("/")))?;
     nix::unistd::chdir("/").map_err(syscall("chdir into", Path::new("/")))
 }
 
@@ -91,8 +99,14 @@ fn move_root(rootfs: &Path) -> Result<(), PivotError> {
             Ok(()) => {}
             // Not allowed to unmount (locked in a user namespace): cover it.
             Err(Errno::EINVAL | Errno::EPERM) => {
-                sys::mount(Some(Path::new("tmpfs")), mp, Some("tmpfs"), MsFlags::empty(), "")
-                    .map_err(syscall("cover with tmpfs", mp))?;
+                sys::mount(
+                    Some(Path::new("tmpfs")),
+                    mp,
+                    Some("tmpfs"),
+                    MsFlags::empty(),
+                    "",
+                )
+                .map_err(syscall("cover with tmpfs", mp))?;
             }
             Err(source) => return Err(syscall("unmount", mp)(source)),
         }
@@ -119,10 +133,14 @@ fn root_is_ramfs() -> bool {
 }
 
 fn open_dir(path: &Path) -> Result<OwnedFd, PivotError> {
-    sys::openat(None, path, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).map_err(|source| {
-        PivotError::Open {
-            path: path.to_path_buf(),
-            source,
-        }
+    sys::openat(
+        None,
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY,
+        Mode::empty(),
+    )
+    .map_err(|source| PivotError::Open {
+        path: path.to_path_buf(),
+        source,
     })
 }

@@ -69,7 +69,11 @@ pub(crate) fn describe(flags: MsFlags) -> String {
 
 /// linux.rootfsPropagation, if set.
 pub(crate) fn rootfs_propagation(spec: &Spec) -> Result<Option<MsFlags>, PropagationError> {
-    let Some(value) = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_ref()) else {
+    let Some(value) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_ref())
+    else {
         return Ok(None);
     };
     if value.is_empty() {
@@ -86,7 +90,10 @@ pub(crate) fn rootfs_propagation(spec: &Spec) -> Result<Option<MsFlags>, Propaga
 /// from the host's propagation and bind the rootfs onto itself, which makes
 /// it a mount point (pivot_root needs one) and gives the container a mount
 /// of its own to stack on.
-pub(crate) fn prepare_root(rootfs: &Path, requested: Option<MsFlags>) -> Result<(), PropagationError> {
+pub(crate) fn prepare_root(
+    rootfs: &Path,
+    requested: Option<MsFlags>,
+) -> Result<(), PropagationError> {
     let flags = requested.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     set(Path::new("/"), flags)?;
     make_parent_mount_private(rootfs, requested)?;
@@ -107,7 +114,10 @@ pub(crate) fn prepare_root(rootfs: &Path, requested: Option<MsFlags>) -> Result<
 /// pivot_root refuses a new root whose parent mount is shared, and a shared
 /// parent would also copy the rootfs bind back to the host. A slave parent is
 /// kept when slave was asked for, so host mounts still propagate in.
-fn make_parent_mount_private(rootfs: &Path, requested: Option<MsFlags>) -> Result<(), PropagationError> {
+fn make_parent_mount_private(
+    rootfs: &Path,
+    requested: Option<MsFlags>,
+) -> Result<(), PropagationError> {
     let flags = match requested {
         Some(f) if f.contains(MsFlags::MS_SLAVE) => MsFlags::MS_SLAVE,
         _ => MsFlags::MS_PRIVATE,

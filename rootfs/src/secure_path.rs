@@ -12,9 +12,8 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-/// Matches the kernel's limit on symlinks followed in one lookup (MAXSYMLINKS
-/// is 40 per path walk; filepath-securejoin allows 255 in total). Anything
-/// above it is a loop or an attempt to make us spin.
+/// filepath-securejoin's budget of symlinks for one resolution; beyond it
+/// the image has a loop, or is trying to make us spin.
 const MAX_SYMLINKS: usize = 255;
 
 #[derive(Debug, thiserror::Error)]
@@ -149,18 +148,33 @@ mod tests {
     fn plain_paths_are_joined() {
         let (_d, root) = setup();
         std::fs::create_dir_all(root.join("a/b")).unwrap();
-        assert_eq!(secure_join(&root, Path::new("/a/b")).unwrap(), root.join("a/b"));
-        assert_eq!(secure_join(&root, Path::new("a/b/")).unwrap(), root.join("a/b"));
+        assert_eq!(
+            secure_join(&root, Path::new("/a/b")).unwrap(),
+            root.join("a/b")
+        );
+        assert_eq!(
+            secure_join(&root, Path::new("a/b/")).unwrap(),
+            root.join("a/b")
+        );
         assert_eq!(secure_join(&root, Path::new("/")).unwrap(), root);
         assert_eq!(secure_join(&root, Path::new("")).unwrap(), root);
-        assert_eq!(secure_join(&root, Path::new("//a/./b")).unwrap(), root.join("a/b"));
+        assert_eq!(
+            secure_join(&root, Path::new("//a/./b")).unwrap(),
+            root.join("a/b")
+        );
     }
 
     #[test]
     fn dotdot_cannot_escape() {
         let (_d, root) = setup();
-        assert_eq!(secure_join(&root, Path::new("/../../../etc")).unwrap(), root.join("etc"));
-        assert_eq!(secure_join(&root, Path::new("a/../../b")).unwrap(), root.join("b"));
+        assert_eq!(
+            secure_join(&root, Path::new("/../../../etc")).unwrap(),
+            root.join("etc")
+        );
+        assert_eq!(
+            secure_join(&root, Path::new("a/../../b")).unwrap(),
+            root.join("b")
+        );
         assert_eq!(secure_join(&root, Path::new("../..")).unwrap(), root);
     }
 
@@ -170,7 +184,10 @@ mod tests {
         std::fs::create_dir_all(root.join("real/dir")).unwrap();
         symlink("/real", root.join("abs")).unwrap();
         symlink("/etc", root.join("hostetc")).unwrap();
-        assert_eq!(secure_join(&root, Path::new("/abs/dir")).unwrap(), root.join("real/dir"));
+        assert_eq!(
+            secure_join(&root, Path::new("/abs/dir")).unwrap(),
+            root.join("real/dir")
+        );
         // /etc does not exist in the rootfs: it must not become the host's.
         assert_eq!(
             secure_join(&root, Path::new("/hostetc/passwd")).unwrap(),
@@ -184,8 +201,14 @@ mod tests {
         std::fs::create_dir_all(root.join("a/b")).unwrap();
         symlink("../../../../../../../tmp", root.join("a/b/up")).unwrap();
         symlink("../sibling", root.join("a/b/rel")).unwrap();
-        assert_eq!(secure_join(&root, Path::new("/a/b/up/x")).unwrap(), root.join("tmp/x"));
-        assert_eq!(secure_join(&root, Path::new("/a/b/rel/x")).unwrap(), root.join("a/sibling/x"));
+        assert_eq!(
+            secure_join(&root, Path::new("/a/b/up/x")).unwrap(),
+            root.join("tmp/x")
+        );
+        assert_eq!(
+            secure_join(&root, Path::new("/a/b/rel/x")).unwrap(),
+            root.join("a/sibling/x")
+        );
     }
 
     #[test]
@@ -194,7 +217,10 @@ mod tests {
         std::fs::create_dir_all(root.join("x/y/z")).unwrap();
         symlink("/x/y/z", root.join("link")).unwrap();
         // Like the kernel: link/.. is the parent of the target, not of link.
-        assert_eq!(secure_join(&root, Path::new("/link/..")).unwrap(), root.join("x/y"));
+        assert_eq!(
+            secure_join(&root, Path::new("/link/..")).unwrap(),
+            root.join("x/y")
+        );
     }
 
     #[test]
@@ -214,7 +240,10 @@ mod tests {
         symlink("l2", root.join("l1")).unwrap();
         symlink("/l3", root.join("l2")).unwrap();
         symlink("end", root.join("l3")).unwrap();
-        assert_eq!(secure_join(&root, Path::new("l1")).unwrap(), root.join("end"));
+        assert_eq!(
+            secure_join(&root, Path::new("l1")).unwrap(),
+            root.join("end")
+        );
     }
 
     #[test]
@@ -224,7 +253,10 @@ mod tests {
         symlink("/loop1", root.join("loop2")).unwrap();
         symlink("self", root.join("self")).unwrap();
         let err = secure_join(&root, Path::new("/loop1/x")).unwrap_err();
-        assert!(matches!(err, SecurePathError::TooManySymlinks { .. }), "{err}");
+        assert!(
+            matches!(err, SecurePathError::TooManySymlinks { .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("/loop1/x"), "{err}");
         assert!(matches!(
             secure_join(&root, Path::new("self")),
@@ -236,19 +268,28 @@ mod tests {
     fn components_under_files_are_lexical() {
         let (_d, root) = setup();
         std::fs::write(root.join("file"), b"x").unwrap();
-        assert_eq!(secure_join(&root, Path::new("/file/sub")).unwrap(), root.join("file/sub"));
+        assert_eq!(
+            secure_join(&root, Path::new("/file/sub")).unwrap(),
+            root.join("file/sub")
+        );
     }
 
     #[test]
     fn nul_bytes_are_rejected() {
         let (_d, root) = setup();
         let p = Path::new(std::ffi::OsStr::from_bytes(b"/a\0b"));
-        assert!(matches!(secure_join(&root, p), Err(SecurePathError::NulByte { .. })));
+        assert!(matches!(
+            secure_join(&root, p),
+            Err(SecurePathError::NulByte { .. })
+        ));
     }
 
     #[test]
     fn lexical_clean_stays_at_root() {
-        assert_eq!(lexical_clean(Path::new("/a/../../b/./c/")), PathBuf::from("/b/c"));
+        assert_eq!(
+            lexical_clean(Path::new("/a/../../b/./c/")),
+            PathBuf::from("/b/c")
+        );
         assert_eq!(lexical_clean(Path::new("dev")), PathBuf::from("/dev"));
         assert_eq!(lexical_clean(Path::new("/")), PathBuf::from("/"));
     }

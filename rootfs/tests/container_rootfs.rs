@@ -4,8 +4,8 @@
 
 mod common;
 
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::fs::symlink;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use common::*;
@@ -53,7 +53,9 @@ fn char_dev(path: &str, major: u64, minor: u64) -> bool {
 }
 
 fn mode_of(path: &str) -> u32 {
-    std::fs::symlink_metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0)
+    std::fs::symlink_metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0)
 }
 
 fn write_fails_read_only(path: &str) -> bool {
@@ -133,31 +135,59 @@ fn full_container_rootfs() {
             return 2;
         }
         // We are in the rootfs.
-        r.check(std::fs::read("/marker").ok().as_deref() == Some(b"rootfs"), "/marker from the rootfs");
+        r.check(
+            std::fs::read("/marker").ok().as_deref() == Some(b"rootfs"),
+            "/marker from the rootfs",
+        );
         r.check(!bind_src.exists(), "host files not visible after pivot");
 
         // root.readonly, with writable tmpfs mounts on top.
         r.check(is_read_only("/"), "/ is read-only");
-        r.check(write_fails_read_only("/newfile"), "writing / fails with EROFS");
+        r.check(
+            write_fails_read_only("/newfile"),
+            "writing / fails with EROFS",
+        );
         r.check(std::fs::write("/tmp/ok", b"x").is_ok(), "/tmp is writable");
         r.check(mode_of("/tmp") == 0o1777, "/tmp has mode 1777");
 
         // proc, masked and read-only paths.
         r.check(fs_magic("/proc") == Some(PROC_MAGIC), "/proc is procfs");
         if host_has_kcore {
-            r.check(char_dev("/proc/kcore", 1, 3), "/proc/kcore masked with /dev/null");
-            r.check(std::fs::read("/proc/kcore").map(|v| v.is_empty()).unwrap_or(false), "/proc/kcore reads empty");
+            r.check(
+                char_dev("/proc/kcore", 1, 3),
+                "/proc/kcore masked with /dev/null",
+            );
+            r.check(
+                std::fs::read("/proc/kcore")
+                    .map(|v| v.is_empty())
+                    .unwrap_or(false),
+                "/proc/kcore reads empty",
+            );
         }
         r.check(is_read_only("/proc/sys"), "/proc/sys is read-only");
         r.check(
             flags_of("/proc/sys").contains(nix::sys::statvfs::FsFlags::ST_NOSUID),
             "/proc/sys keeps nosuid",
         );
-        r.check(char_dev("/proc/version", 1, 3), "/proc/version masked with /dev/null");
-        r.check(std::fs::read("/proc/version").map(|v| v.is_empty()).unwrap_or(false), "/proc/version reads empty");
-        r.check(is_read_only("/proc/cmdline"), "/proc/cmdline (a file) is read-only");
+        r.check(
+            char_dev("/proc/version", 1, 3),
+            "/proc/version masked with /dev/null",
+        );
+        r.check(
+            std::fs::read("/proc/version")
+                .map(|v| v.is_empty())
+                .unwrap_or(false),
+            "/proc/version reads empty",
+        );
+        r.check(
+            is_read_only("/proc/cmdline"),
+            "/proc/cmdline (a file) is read-only",
+        );
         if Path::new("/proc/sysrq-trigger").exists() {
-            r.check(is_read_only("/proc/sysrq-trigger"), "/proc/sysrq-trigger is read-only");
+            r.check(
+                is_read_only("/proc/sysrq-trigger"),
+                "/proc/sysrq-trigger is read-only",
+            );
         }
         r.check(!is_read_only("/proc"), "/proc itself stays writable");
 
@@ -165,19 +195,41 @@ fn full_container_rootfs() {
         r.check(fs_magic("/sys") == Some(SYSFS_MAGIC), "/sys is sysfs");
         r.check(is_read_only("/sys"), "/sys is read-only");
         if Path::new("/sys/firmware").exists() {
-            r.check(fs_magic("/sys/firmware") == Some(TMPFS_MAGIC), "/sys/firmware masked by tmpfs");
-            r.check(is_read_only("/sys/firmware"), "/sys/firmware mask is read-only");
-            r.check(dir_is_empty(Path::new("/sys/firmware")), "/sys/firmware mask is empty");
+            r.check(
+                fs_magic("/sys/firmware") == Some(TMPFS_MAGIC),
+                "/sys/firmware masked by tmpfs",
+            );
+            r.check(
+                is_read_only("/sys/firmware"),
+                "/sys/firmware mask is read-only",
+            );
+            r.check(
+                dir_is_empty(Path::new("/sys/firmware")),
+                "/sys/firmware mask is empty",
+            );
         }
 
         // cgroup
-        r.check(is_read_only("/sys/fs/cgroup"), "/sys/fs/cgroup is read-only");
+        r.check(
+            is_read_only("/sys/fs/cgroup"),
+            "/sys/fs/cgroup is read-only",
+        );
         if host_cgroup_v2 {
-            r.check(fs_magic("/sys/fs/cgroup") == Some(CGROUP2_MAGIC), "/sys/fs/cgroup is cgroup2");
+            r.check(
+                fs_magic("/sys/fs/cgroup") == Some(CGROUP2_MAGIC),
+                "/sys/fs/cgroup is cgroup2",
+            );
         } else {
-            r.check(fs_magic("/sys/fs/cgroup") == Some(TMPFS_MAGIC), "/sys/fs/cgroup is a tmpfs");
+            r.check(
+                fs_magic("/sys/fs/cgroup") == Some(TMPFS_MAGIC),
+                "/sys/fs/cgroup is a tmpfs",
+            );
             let subdirs: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
-                .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
                 .unwrap_or_default();
             r.check(!subdirs.is_empty(), "/sys/fs/cgroup has hierarchies");
             for s in &subdirs {
@@ -188,7 +240,10 @@ fn full_container_rootfs() {
                     &format!("{p} is a cgroup fs (magic {magic:x?}, among {subdirs:?})"),
                 );
                 r.check(is_read_only(&p), &format!("{p} is read-only"));
-                r.check(Path::new(&p).join("cgroup.procs").exists(), &format!("{p}/cgroup.procs"));
+                r.check(
+                    Path::new(&p).join("cgroup.procs").exists(),
+                    &format!("{p}/cgroup.procs"),
+                );
             }
         }
 
@@ -203,12 +258,24 @@ fn full_container_rootfs() {
             ("/dev/tty", 5, 0),
         ] {
             r.check(char_dev(p, maj, min), &format!("{p} is char {maj}:{min}"));
-            r.check(mode_of(p) == 0o666, &format!("{p} has mode 0666 (has {:o})", mode_of(p)));
+            r.check(
+                mode_of(p) == 0o666,
+                &format!("{p} has mode 0666 (has {:o})", mode_of(p)),
+            );
         }
-        r.check(std::fs::read_link("/dev/ptmx").ok().as_deref() == Some(Path::new("pts/ptmx")), "/dev/ptmx -> pts/ptmx");
-        r.check(fs_magic("/dev/pts") == Some(DEVPTS_MAGIC), "/dev/pts is devpts");
+        r.check(
+            std::fs::read_link("/dev/ptmx").ok().as_deref() == Some(Path::new("pts/ptmx")),
+            "/dev/ptmx -> pts/ptmx",
+        );
+        r.check(
+            fs_magic("/dev/pts") == Some(DEVPTS_MAGIC),
+            "/dev/pts is devpts",
+        );
         r.check(Path::new("/dev/pts/ptmx").exists(), "/dev/pts/ptmx exists");
-        r.check(std::fs::read_link("/dev/fd").ok().as_deref() == Some(Path::new("/proc/self/fd")), "/dev/fd link");
+        r.check(
+            std::fs::read_link("/dev/fd").ok().as_deref() == Some(Path::new("/proc/self/fd")),
+            "/dev/fd link",
+        );
         for (n, fd) in [("stdin", 0), ("stdout", 1), ("stderr", 2)] {
             let want = format!("/proc/self/fd/{fd}");
             r.check(
@@ -220,22 +287,42 @@ fn full_container_rootfs() {
             std::fs::symlink_metadata("/dev/core").is_ok() == host_has_kcore,
             "/dev/core exists iff the host has /proc/kcore",
         );
-        r.check(fs_magic("/dev/shm") == Some(TMPFS_MAGIC), "/dev/shm is a tmpfs");
+        r.check(
+            fs_magic("/dev/shm") == Some(TMPFS_MAGIC),
+            "/dev/shm is a tmpfs",
+        );
         r.check(mode_of("/dev/shm") == 0o1777, "/dev/shm has mode 1777");
-        r.check(fs_magic("/dev/mqueue") == Some(MQUEUE_MAGIC), "/dev/mqueue is mqueue");
+        r.check(
+            fs_magic("/dev/mqueue") == Some(MQUEUE_MAGIC),
+            "/dev/mqueue is mqueue",
+        );
         let fifo = std::fs::symlink_metadata("/dev/myfifo");
         r.check(
-            fifo.as_ref().map(|m| m.file_type().is_fifo() && m.uid() == 1000 && m.gid() == 1000).unwrap_or(false),
+            fifo.as_ref()
+                .map(|m| m.file_type().is_fifo() && m.uid() == 1000 && m.gid() == 1000)
+                .unwrap_or(false),
             "/dev/myfifo is a fifo owned by 1000:1000",
         );
         r.check(mode_of("/dev/myfifo") == 0o600, "/dev/myfifo mode 0600");
-        r.check(char_dev("/dev/sub/mynull", 1, 3), "/dev/sub/mynull is char 1:3");
-        r.check(mode_of("/dev/sub/mynull") == 0o640, "/dev/sub/mynull mode 0640");
+        r.check(
+            char_dev("/dev/sub/mynull", 1, 3),
+            "/dev/sub/mynull is char 1:3",
+        );
+        r.check(
+            mode_of("/dev/sub/mynull") == 0o640,
+            "/dev/sub/mynull mode 0640",
+        );
 
         // Delayed read-only tmpfs with a mount point created inside first.
         r.check(is_read_only("/rotmp"), "/rotmp is read-only after finalize");
-        r.check(fs_magic("/rotmp/inner") == Some(TMPFS_MAGIC), "/rotmp/inner mounted");
-        r.check(std::fs::write("/rotmp/inner/x", b"x").is_ok(), "/rotmp/inner is writable");
+        r.check(
+            fs_magic("/rotmp/inner") == Some(TMPFS_MAGIC),
+            "/rotmp/inner mounted",
+        );
+        r.check(
+            std::fs::write("/rotmp/inner/x", b"x").is_ok(),
+            "/rotmp/inner is writable",
+        );
 
         // Bind mounts.
         r.check(
@@ -243,7 +330,10 @@ fn full_container_rootfs() {
             "/mnt/ro/hello readable",
         );
         r.check(write_fails_read_only("/mnt/ro/new"), "/mnt/ro is read-only");
-        r.check(flags_of("/mnt/ro").contains(nix::sys::statvfs::FsFlags::ST_NOSUID), "/mnt/ro is nosuid");
+        r.check(
+            flags_of("/mnt/ro").contains(nix::sys::statvfs::FsFlags::ST_NOSUID),
+            "/mnt/ro is nosuid",
+        );
         r.check(
             std::fs::read("/etc/hostname").ok().as_deref() == Some(b"container-host\n"),
             "file bind on /etc/hostname",
@@ -251,9 +341,18 @@ fn full_container_rootfs() {
 
         // The malicious symlinks were re-rooted into the container.
         let inside = format!("{}", host_target.display());
-        r.check(fs_magic("/evil/mnt") == Some(TMPFS_MAGIC), "/evil/mnt is a tmpfs inside the container");
-        r.check(fs_magic(&format!("{inside}/mnt")) == Some(TMPFS_MAGIC), "re-rooted target holds mnt");
-        r.check(fs_magic(&format!("{inside}/rel")) == Some(TMPFS_MAGIC), "relative escape re-rooted");
+        r.check(
+            fs_magic("/evil/mnt") == Some(TMPFS_MAGIC),
+            "/evil/mnt is a tmpfs inside the container",
+        );
+        r.check(
+            fs_magic(&format!("{inside}/mnt")) == Some(TMPFS_MAGIC),
+            "re-rooted target holds mnt",
+        );
+        r.check(
+            fs_magic(&format!("{inside}/rel")) == Some(TMPFS_MAGIC),
+            "relative escape re-rooted",
+        );
         r.check(
             Path::new(&format!("{inside}/dotdot/hello")).exists(),
             "../ destination lands inside the container",
@@ -268,16 +367,29 @@ fn full_container_rootfs() {
                  grep -q ' /proc proc ' /proc/mounts; grep -q ' /dev/pts devpts ' /proc/mounts",
             )
             .status();
-        r.check(matches!(status, Ok(s) if s.success()), &format!("busybox sh checks: {status:?}"));
+        r.check(
+            matches!(status, Ok(s) if s.success()),
+            &format!("busybox sh checks: {status:?}"),
+        );
         r.code()
     });
     assert_eq!(code, 0, "child failed:\n{out}");
 
     // Nothing reached the host.
-    assert!(dir_is_empty(&host_target), "mount leaked into host dir {host_target:?}");
-    assert_eq!(std::fs::read(bind_src.join("hello")).unwrap(), b"hello from the host");
+    assert!(
+        dir_is_empty(&host_target),
+        "mount leaked into host dir {host_target:?}"
+    );
+    assert_eq!(
+        std::fs::read(bind_src.join("hello")).unwrap(),
+        b"hello from the host"
+    );
     assert_eq!(std::fs::read_dir(&bind_src).unwrap().count(), 1);
-    assert!(host_mounts_under(&base).is_empty(), "host mounts: {:?}", host_mounts_under(&base));
+    assert!(
+        host_mounts_under(&base).is_empty(),
+        "host mounts: {:?}",
+        host_mounts_under(&base)
+    );
     // The rootfs itself was only modified inside mounts and for mount points.
     assert!(!rootfs.join("newfile").exists());
 }
@@ -304,7 +416,10 @@ fn no_pivot_moves_and_chroots() {
         if !setup(&spec, &rootfs, true, r) {
             return 2;
         }
-        r.check(std::fs::read("/marker").ok().as_deref() == Some(b"moved"), "/marker visible");
+        r.check(
+            std::fs::read("/marker").ok().as_deref() == Some(b"moved"),
+            "/marker visible",
+        );
         r.check(fs_magic("/proc") == Some(PROC_MAGIC), "/proc is procfs");
         r.check(char_dev("/dev/null", 1, 3), "/dev/null created");
         r.check(!is_read_only("/"), "/ stays writable without root.readonly");
@@ -315,7 +430,10 @@ fn no_pivot_moves_and_chroots() {
             .filter(|l| l.contains(" - proc ") || l.contains(" - sysfs "))
             .filter(|l| !l.split(' ').nth(4).unwrap_or("").starts_with("/proc"))
             .count();
-        r.check(host_proc == 0, &format!("no host proc/sysfs left:\n{mounts}"));
+        r.check(
+            host_proc == 0,
+            &format!("no host proc/sysfs left:\n{mounts}"),
+        );
         r.code()
     });
     assert_eq!(code, 0, "child failed:\n{out}");
@@ -405,9 +523,15 @@ fn bad_mounts_are_refused_with_clear_errors() {
         });
         eprintln!("{name}: {}", out.trim_end());
         assert_eq!(code, 0, "{name}: {out}");
-        assert!(out.contains(expect), "{name}: error should mention {expect:?}: {out}");
+        assert!(
+            out.contains(expect),
+            "{name}: error should mention {expect:?}: {out}"
+        );
         assert!(dir_is_empty(&host_target), "{name}: leaked into the host");
-        assert!(host_mounts_under(&base).is_empty(), "{name}: host mounts changed");
+        assert!(
+            host_mounts_under(&base).is_empty(),
+            "{name}: host mounts changed"
+        );
     }
     // The image's /procfake is still the symlink.
     let meta = std::fs::symlink_metadata(rootfs.join("procfake")).unwrap();
@@ -461,27 +585,50 @@ fn user_namespace_container() {
         }
         r.check(std::process::id() == 1, "pid 1 of a new pid namespace");
         r.check(is_read_only("/"), "/ is read-only");
-        for (p, maj, min) in [("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0)] {
+        for (p, maj, min) in [
+            ("/dev/null", 1, 3),
+            ("/dev/zero", 1, 5),
+            ("/dev/urandom", 1, 9),
+            ("/dev/tty", 5, 0),
+        ] {
             r.check(char_dev(p, maj, min), &format!("{p} bound from the host"));
         }
         r.check(fs_magic("/sys") == Some(SYSFS_MAGIC), "/sys shows sysfs");
         r.check(is_read_only("/sys"), "/sys is read-only");
-        r.check(fs_magic("/sys/firmware") == Some(TMPFS_MAGIC), "/sys/firmware masked");
-        r.check(is_read_only("/sys/fs/cgroup"), "/sys/fs/cgroup is read-only");
+        r.check(
+            fs_magic("/sys/firmware") == Some(TMPFS_MAGIC),
+            "/sys/firmware masked",
+        );
+        r.check(
+            is_read_only("/sys/fs/cgroup"),
+            "/sys/fs/cgroup is read-only",
+        );
         r.check(char_dev("/proc/version", 1, 3), "/proc/version masked");
         r.check(is_read_only("/proc/sys"), "/proc/sys is read-only");
         let f = flags_of("/mnt/locked");
         use nix::sys::statvfs::FsFlags;
         r.check(
-            f.contains(FsFlags::ST_RDONLY | FsFlags::ST_NOSUID | FsFlags::ST_NODEV | FsFlags::ST_NOEXEC),
+            f.contains(
+                FsFlags::ST_RDONLY | FsFlags::ST_NOSUID | FsFlags::ST_NODEV | FsFlags::ST_NOEXEC,
+            ),
             &format!("/mnt/locked is ro and keeps locked nosuid,nodev,noexec ({f:?})"),
         );
-        r.check(std::fs::read("/mnt/locked/data").ok().as_deref() == Some(b"locked"), "/mnt/locked/data");
+        r.check(
+            std::fs::read("/mnt/locked/data").ok().as_deref() == Some(b"locked"),
+            "/mnt/locked/data",
+        );
         r.code()
     });
     assert_eq!(code, 0, "child failed:\n{out}");
-    assert!(host_mounts_under(&base).is_empty(), "host mounts: {:?}", host_mounts_under(&base));
-    assert!(dir_is_empty(&locked), "the locked tmpfs stayed in the child's namespace");
+    assert!(
+        host_mounts_under(&base).is_empty(),
+        "host mounts: {:?}",
+        host_mounts_under(&base)
+    );
+    assert!(
+        dir_is_empty(&locked),
+        "the locked tmpfs stayed in the child's namespace"
+    );
 }
 
 /// Clearing a flag that the kernel locked is refused with an explanation
@@ -522,5 +669,183 @@ fn user_namespace_cannot_clear_locked_flags() {
     });
     eprintln!("{}", out.trim_end());
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("/mnt/x") && out.contains("locked") && out.contains("nosuid"), "{out}");
+    assert!(
+        out.contains("/mnt/x") && out.contains("locked") && out.contains("nosuid"),
+        "{out}"
+    );
+}
+
+/// The configs Podman and containerd really send (shared/contract), with the
+/// rootfs and bind sources pointed at test files, must set up cleanly.
+#[test]
+fn contract_configs_from_podman_and_containerd() {
+    if !can_run("contract_configs_from_podman_and_containerd") {
+        return;
+    }
+    let contract = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/contract");
+    let names = [
+        "podman-config-bridge-httpd.json",
+        "podman-config-netns-container.json",
+        "containerd-config-echo.json",
+    ];
+    for name in names {
+        let Ok(text) = std::fs::read_to_string(contract.join(name)) else {
+            eprintln!("skipping {name}: not found under {contract:?}");
+            continue;
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().canonicalize().unwrap();
+        let rootfs = busybox_rootfs(&base);
+        let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        json["root"]["path"] = rootfs.display().to_string().into();
+        let mut n = 0;
+        for m in json["mounts"].as_array_mut().unwrap() {
+            let is_bind = m["type"] == "bind"
+                || m["options"]
+                    .as_array()
+                    .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"));
+            if !is_bind {
+                continue;
+            }
+            n += 1;
+            let dest = m["destination"].as_str().unwrap().to_string();
+            let src = base.join(format!("bind-src-{n}"));
+            if dest == "/dev/shm" {
+                std::fs::create_dir(&src).unwrap();
+            } else {
+                std::fs::write(&src, format!("contents of {dest}\n")).unwrap();
+            }
+            m["source"] = src.display().to_string().into();
+        }
+        let spec: Spec = serde_json::from_value(json).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let has_sys = spec
+            .mounts()
+            .iter()
+            .flatten()
+            .any(|m| m.destination() == Path::new("/sys"));
+        let (code, out) = in_child(|r| {
+            if !setup(&spec, &rootfs, false, r) {
+                return 2;
+            }
+            r.check(fs_magic("/proc") == Some(PROC_MAGIC), "/proc is procfs");
+            r.check(fs_magic("/dev") == Some(TMPFS_MAGIC), "/dev is a tmpfs");
+            r.check(char_dev("/dev/null", 1, 3), "/dev/null");
+            r.check(fs_magic("/dev/pts") == Some(DEVPTS_MAGIC), "/dev/pts");
+            r.check(fs_magic("/dev/mqueue") == Some(MQUEUE_MAGIC), "/dev/mqueue");
+            r.check(
+                flags_of("/dev/shm").contains(
+                    nix::sys::statvfs::FsFlags::ST_NOSUID | nix::sys::statvfs::FsFlags::ST_NOEXEC,
+                ),
+                "/dev/shm nosuid,noexec",
+            );
+            if has_sys {
+                r.check(is_read_only("/sys"), "/sys read-only");
+            }
+            for m in spec.mounts().iter().flatten() {
+                let dest = m.destination().display().to_string();
+                if m.typ().as_deref() == Some("bind") && dest != "/dev/shm" {
+                    let want = format!("contents of {dest}\n");
+                    r.check(
+                        std::fs::read_to_string(&dest).ok().as_deref() == Some(want.as_str()),
+                        &format!("{dest} bound from its source"),
+                    );
+                }
+                if m.typ().as_deref() == Some("cgroup") {
+                    r.check(is_read_only(&dest), &format!("{dest} read-only"));
+                }
+            }
+            r.check(is_read_only("/proc/sys"), "/proc/sys read-only");
+            let status = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg("test -c /dev/null && echo ok >/dev/null")
+                .status();
+            r.check(matches!(status, Ok(s) if s.success()), "busybox sh runs");
+            r.code()
+        });
+        assert_eq!(code, 0, "{name}: child failed:\n{out}");
+        assert!(
+            host_mounts_under(&base).is_empty(),
+            "{name}: host mounts changed"
+        );
+    }
+}
+
+/// With a cgroup namespace the hierarchies are fresh cgroup mounts rooted at
+/// the container's cgroup, not binds of host directories.
+#[test]
+fn cgroup_namespace_mounts_fresh_hierarchies() {
+    if !can_run("cgroup_namespace_mounts_fresh_hierarchies") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let rootfs = busybox_rootfs(&base);
+    let spec: Spec = serde_json::from_str(&format!(
+        r#"{{"ociVersion":"1.0.2","root":{{"path":"{}"}},
+            "mounts":[
+              {{"destination":"/proc","type":"proc","source":"proc"}},
+              {{"destination":"/sys","type":"sysfs","source":"sysfs","options":["nosuid","noexec","nodev","ro"]}},
+              {{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["nosuid","noexec","nodev","relatime","ro"]}}]}}"#,
+        rootfs.display()
+    ))
+    .unwrap();
+    let host_v2 = fs_magic("/sys/fs/cgroup") == Some(CGROUP2_MAGIC);
+    let (code, out) = in_child(|r| {
+        use nix::sched::{unshare, CloneFlags};
+        if let Err(e) = unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP) {
+            r.say(&format!("unshare: {e}"));
+            return 2;
+        }
+        let mut cfg = config(&spec, &rootfs);
+        cfg.new_cgroup_ns = true;
+        if let Err(e) = prepare_rootfs(&cfg) {
+            r.say(&format!("prepare_rootfs: {e}"));
+            return 2;
+        }
+        if let Err(e) = pivot_into(&rootfs, false)
+            .map_err(|e| e.to_string())
+            .and_then(|_| finalize_rootfs(&spec).map_err(|e| e.to_string()))
+        {
+            r.say(&e);
+            return 2;
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let cgroup_lines: Vec<&str> = mounts
+            .lines()
+            .filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 "))
+            .collect();
+        r.check(!cgroup_lines.is_empty(), "cgroup filesystems are mounted");
+        for l in &cgroup_lines {
+            let mut f = l.split(' ');
+            let root = f.nth(3).unwrap_or("");
+            let opts = f.nth(1).unwrap_or("");
+            // In a cgroup namespace a fresh mount's root is the namespace root.
+            r.check(
+                root == "/",
+                &format!("fresh mount rooted at the namespace: {l}"),
+            );
+            r.check(
+                opts.split(',').any(|o| o == "ro"),
+                &format!("read-only: {l}"),
+            );
+        }
+        if host_v2 {
+            r.check(
+                fs_magic("/sys/fs/cgroup") == Some(CGROUP2_MAGIC),
+                "/sys/fs/cgroup is cgroup2",
+            );
+        } else {
+            r.check(
+                fs_magic("/sys/fs/cgroup") == Some(TMPFS_MAGIC),
+                "/sys/fs/cgroup is a tmpfs",
+            );
+            r.check(
+                is_read_only("/sys/fs/cgroup"),
+                "/sys/fs/cgroup tmpfs read-only",
+            );
+        }
+        r.code()
+    });
+    assert_eq!(code, 0, "child failed:\n{out}");
+    assert!(host_mounts_under(&base).is_empty());
 }

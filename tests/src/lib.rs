@@ -51,6 +51,7 @@ pub fn unique_name(tag: &str) -> String {
 pub struct Runtime {
     root: tempfile::TempDir,
     ids: std::cell::RefCell<Vec<String>>,
+    pids: std::cell::RefCell<Vec<i32>>,
 }
 
 impl Default for Runtime {
@@ -61,7 +62,11 @@ impl Default for Runtime {
 
 impl Runtime {
     pub fn new() -> Self {
-        Runtime { root: tempfile::Builder::new().prefix("minirun-test-root").tempdir().unwrap(), ids: Default::default() }
+        // A created container's init outlives `create` and is reparented to
+        // us, not to pid 1 (which reaps nothing here): we reap it on drop.
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        Runtime { root: tempfile::Builder::new().prefix("minirun-test-root").tempdir().unwrap(), ids: Default::default(), pids: Default::default() }
     }
 
     pub fn root(&self) -> &Path {
@@ -91,14 +96,46 @@ impl Runtime {
         self.ids.borrow_mut().push(id.to_string());
     }
 
+    /// `create`, with the container's stdio in files of the bundle
+    /// (`stdout`, `stderr`): a created init keeps its stdio open, so pipes
+    /// would never reach EOF. Returns create's own exit status and stderr.
     pub fn create(&self, bundle: &Bundle, id: &str) -> Output {
+        self.create_with(bundle, id, &[])
+    }
+
+    pub fn create_with(&self, bundle: &Bundle, id: &str, extra: &[&str]) -> Output {
         self.track(id);
-        self.output(&["create", "--bundle", bundle.path().to_str().unwrap(), id])
+        let stdout = std::fs::File::create(bundle.path().join("stdout")).unwrap();
+        let stderr = std::fs::File::create(bundle.path().join("stderr")).unwrap();
+        let status = self
+            .cmd()
+            .arg("create")
+            .arg("--bundle")
+            .arg(bundle.path())
+            .args(extra)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .status()
+            .unwrap();
+        Output { status, stdout: Vec::new(), stderr: std::fs::read(bundle.path().join("stderr")).unwrap() }
+    }
+
+    /// `run --detach`, stdio in files of the bundle as for `create`.
+    pub fn run_detached(&self, bundle: &Bundle, id: &str) {
+        let out = self.create_with(bundle, id, &[]);
+        assert!(out.status.success(), "create {id}: {}", String::from_utf8_lossy(&out.stderr));
+        self.ok(&["start", id]);
     }
 
     pub fn state(&self, id: &str) -> Option<Value> {
         let out = self.output(&["state", id]);
-        out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("state prints JSON"))
+        let state: Value = out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("state prints JSON"))?;
+        if let Some(pid) = state["pid"].as_i64().filter(|p| *p > 0) {
+            self.pids.borrow_mut().push(pid as i32);
+        }
+        Some(state)
     }
 
     pub fn status(&self, id: &str) -> Option<String> {
@@ -110,6 +147,10 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         for id in self.ids.borrow().iter() {
             let _ = self.output(&["delete", "--force", id]);
+        }
+        for pid in self.pids.borrow().iter() {
+            // SAFETY: reaps only a pid we saw as a container's init.
+            unsafe { libc::waitpid(*pid, std::ptr::null_mut(), libc::WNOHANG) };
         }
     }
 }

@@ -10,8 +10,8 @@ fn create_start_state_kill_delete() {
     let bundle = Bundle::busybox(&["sleep", "60"]);
     let id = unique_name("life");
     let pid_file = bundle.path().join("init.pid");
-    rt.track(&id);
-    rt.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), &id]);
+    let created = rt.create_with(&bundle, &id, &["--pid-file", pid_file.to_str().unwrap()]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let state = rt.state(&id).unwrap();
     assert_eq!(state["status"], "created");
     assert_eq!(state["id"], id.as_str());

@@ -54,7 +54,9 @@ pub fn busybox_rootfs(parent: &Path) -> PathBuf {
         std::fs::create_dir_all(rootfs.join(d)).expect("mkdir rootfs dir");
     }
     std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).expect("copy busybox");
-    for applet in ["sh", "ls", "cat", "test", "[", "echo", "touch", "grep", "stat", "readlink", "mount"] {
+    for applet in [
+        "sh", "ls", "cat", "test", "[", "echo", "touch", "grep", "stat", "readlink", "mount",
+    ] {
         symlink("busybox", rootfs.join("bin").join(applet)).expect("applet symlink");
     }
     rootfs.canonicalize().expect("canonical rootfs")
@@ -162,13 +164,17 @@ pub fn host_mounts_under(dir: &Path) -> Vec<String> {
 }
 
 pub fn dir_is_empty(dir: &Path) -> bool {
-    std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false)
+    std::fs::read_dir(dir)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false)
 }
 
 // The width of f_type differs between architectures.
 #[allow(clippy::unnecessary_cast)]
 pub fn fs_magic(path: &str) -> Option<i64> {
-    nix::sys::statfs::statfs(path).ok().map(|s| s.filesystem_type().0 as i64)
+    nix::sys::statfs::statfs(path)
+        .ok()
+        .map(|s| s.filesystem_type().0 as i64)
 }
 
 pub fn is_read_only(path: &str) -> bool {
@@ -211,7 +217,13 @@ pub fn in_userns_child(locked_src: &Path, f: impl FnOnce(&mut Report) -> i32) ->
             return 2;
         }
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        if let Err(e) = mount(Some("tmpfs"), &locked_src, Some("tmpfs"), flags, Some("size=1m")) {
+        if let Err(e) = mount(
+            Some("tmpfs"),
+            &locked_src,
+            Some("tmpfs"),
+            flags,
+            Some("size=1m"),
+        ) {
             r.say(&format!("mount locked tmpfs: {e}"));
             return 2;
         }
@@ -252,7 +264,8 @@ pub fn in_userns_child(locked_src: &Path, f: impl FnOnce(&mut Report) -> i32) ->
         // SAFETY: the grandchild runs `f` and _exits.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(r))).unwrap_or(101);
+            let code =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(r))).unwrap_or(101);
             // SAFETY: leaving the grandchild.
             unsafe { libc::_exit(code) }
         }

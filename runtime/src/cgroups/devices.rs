@@ -370,8 +370,8 @@ impl Emulator {
     pub(super) fn allows(&self, typ: DevType, major: u32, minor: u32, access: Access) -> bool {
         let hit = self.exceptions.iter().any(|(m, a)| {
             m.typ == typ
-                && m.major.map_or(true, |x| x == major)
-                && m.minor.map_or(true, |x| x == minor)
+                && (m.major.is_none() || m.major == Some(major))
+                && (m.minor.is_none() || m.minor == Some(minor))
                 && a.contains(access)
         });
         hit != self.default_allow
@@ -656,7 +656,7 @@ mod tests {
             rule(true, LinuxDeviceType::C, Some(1 << 33), Some(1), "rwm"),
             rule(true, LinuxDeviceType::C, Some(1), Some(1), "rwx"),
         ] {
-            let err = Emulator::for_config(&[bad.clone()]).unwrap_err();
+            let err = Emulator::for_config(std::slice::from_ref(&bad)).unwrap_err();
             assert!(matches!(err, CgroupError::InvalidDeviceRule { .. }), "{bad:?}: {err}");
         }
     }
@@ -738,9 +738,9 @@ mod tests {
             assert_eq!(prog[end - 1].code, MOV64_IMM);
             assert_eq!(prog[end - 1].imm, 1, "exceptions of an allowlist allow");
             starts.push(end + 1);
-            for k in i..end {
-                if prog[k].code == JNE_IMM || prog[k].code == JNE_REG {
-                    assert_eq!(k + 1 + prog[k].off as usize, end + 1, "jump at {k}");
+            for (k, insn) in prog.iter().enumerate().take(end).skip(i) {
+                if insn.code == JNE_IMM || insn.code == JNE_REG {
+                    assert_eq!(k + 1 + insn.off as usize, end + 1, "jump at {k}");
                 }
             }
             i = end + 1;

@@ -321,6 +321,20 @@ fn open_ours(id: u32) -> Result<Option<OwnedFd>, CgroupError> {
     Ok((&info.name[..name_len] == PROG_NAME).then_some(fd))
 }
 
+/// How many of minirun's filters are attached to `dir`.
+#[cfg(test)]
+pub(super) fn our_program_count(dir: &Path) -> Result<usize, CgroupError> {
+    let cgroup = File::open(dir).map_err(|source| CgroupError::Read {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut count = 0;
+    for id in attached_programs(cgroup.as_raw_fd())? {
+        count += usize::from(open_ours(id)?.is_some());
+    }
+    Ok(count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,7 +56,10 @@ impl CgroupManager for HybridManager {
                 V2Support::Missing => false,
             };
             if in_unified {
-                self.unified.apply_controller(c, r)?;
+                match self.unified.apply_controller(c, r) {
+                    Err(CgroupError::Unavailable { .. }) if demand == Demand::IfAvailable => {}
+                    other => other?,
+                }
             } else if demand == Demand::Required {
                 return Err(c.unavailable(format!(
                     "neither a cgroup v1 hierarchy nor the unified hierarchy provides the {} controller",

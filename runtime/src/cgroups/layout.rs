@@ -43,7 +43,7 @@ impl V1Hierarchy {
         self.controllers.iter().any(|c| c == controller)
     }
 
-    /// The key /proc/<pid>/cgroup uses for this hierarchy.
+    /// The key `/proc/<pid>/cgroup` uses for this hierarchy.
     pub fn key(&self) -> String {
         self.controllers.join(",")
     }
@@ -115,6 +115,10 @@ fn rebase(path: &Path, mount_root: &Path) -> PathBuf {
 /// A cgroup2 mount next to v1 controller mounts makes a hybrid host. A v2
 /// host that only has an extra *named* v1 hierarchy (the `name=systemd`
 /// mount some hosts add for old systemd-based containers) is still v2.
+///
+/// A mount's root within its hierarchy (the 4th field, not "/" inside a
+/// container without cgroupns) is ignored: cgroupsPath is taken relative
+/// to the mountpoint, as runc's cgroupfs driver does.
 pub fn detect_layout(mountinfo: &str) -> Result<Layout, CgroupError> {
     let mut hierarchies: Vec<V1Hierarchy> = Vec::new();
     let mut cgroup2: Vec<PathBuf> = Vec::new();

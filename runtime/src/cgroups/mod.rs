@@ -3,7 +3,7 @@
 //! minirun drives cgroupfs directly (the runc "cgroupfs" driver). With
 //! `--systemd-cgroup` the `slice:prefix:name` form of `cgroupsPath` is
 //! translated into the directory systemd would have used, but no unit is
-//! registered over D-Bus; see [`path`].
+//! registered over D-Bus (see path.rs for the rules).
 //!
 //! Host layouts ([`Layout`]):
 //! * v1: one hierarchy per mounted controller set; the container gets the

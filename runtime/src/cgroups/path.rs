@@ -23,7 +23,7 @@ const DEFAULT_PARENT: &str = "minirun";
 const SLICE_SUFFIX: &str = ".slice";
 
 /// A validated, non-empty cgroup path, stored relative to the hierarchy
-/// root. Displays with a leading `/` as /proc/<pid>/cgroup does.
+/// root. Displays with a leading `/` as `/proc/<pid>/cgroup` does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupPath(PathBuf);
 

@@ -16,7 +16,7 @@ use oci_spec::runtime::{
 };
 
 use super::v2::{EnableControllers, V2Manager};
-use super::{files, manager_for_root, CgroupError, CgroupManager, CgroupPath, Layout, DEFAULT_MOUNT_ROOT};
+use super::{ebpf, files, manager_for_root, CgroupError, CgroupManager, CgroupPath, Layout, DEFAULT_MOUNT_ROOT};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -293,8 +293,10 @@ fn ebpf_device_filter_is_enforced() {
         }
         other => other.unwrap(),
     }
+    assert_eq!(ebpf::our_program_count(guard.manager.dir()).unwrap(), 1);
     // Re-applying replaces minirun's program instead of stacking another.
     guard.manager.apply_resources(&deny_all_devices()).unwrap();
+    assert_eq!(ebpf::our_program_count(guard.manager.dir()).unwrap(), 1);
     let pid = start_probe(&mut guard);
     guard.manager.add_task(pid).unwrap();
     let out = finish_probe(&mut guard);
@@ -331,4 +333,57 @@ fn cgroup2_freeze_with_a_real_process() {
     assert!(events.contains("frozen 1"), "{events}");
     guard.manager.thaw().unwrap();
     assert!(!guard.manager.is_frozen().unwrap());
+}
+
+/// Raising and lowering memory+swap together must pass the kernel's
+/// memsw >= limit check in both directions.
+#[test]
+fn memory_and_swap_updates_in_both_directions() {
+    let Some(layout) = host_layout("memory_and_swap_updates_in_both_directions") else {
+        return;
+    };
+    let manager = manager_for_root(Path::new(DEFAULT_MOUNT_ROOT), layout, unique_path()).unwrap();
+    let guard = Guard::new(manager);
+    let m = &guard.manager;
+    m.create().unwrap();
+    let mem = path_of(&m.host_paths(), "memory").expect("memory hierarchy");
+    let v1 = mem.join("memory.limit_in_bytes").exists();
+    if (v1 && !mem.join("memory.memsw.limit_in_bytes").exists())
+        || (!v1 && !mem.join("memory.swap.max").exists())
+    {
+        eprintln!("skipping memory_and_swap_updates_in_both_directions: no swap accounting");
+        return;
+    }
+    let set = |limit_mib: i64, swap_mib: i64| {
+        let r = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(limit_mib << 20)
+                    .swap(swap_mib << 20)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        m.apply_resources(&r).unwrap();
+        if v1 {
+            (
+                read_trimmed(&mem.join("memory.limit_in_bytes")),
+                read_trimmed(&mem.join("memory.memsw.limit_in_bytes")),
+            )
+        } else {
+            (read_trimmed(&mem.join("memory.max")), read_trimmed(&mem.join("memory.swap.max")))
+        }
+    };
+    let mib = |n: i64| (n << 20).to_string();
+    let expect = |limit: i64, swap: i64| {
+        if v1 {
+            (mib(limit), mib(swap))
+        } else {
+            (mib(limit), mib(swap - limit))
+        }
+    };
+    assert_eq!(set(64, 128), expect(64, 128));
+    assert_eq!(set(256, 512), expect(256, 512));
+    assert_eq!(set(32, 48), expect(32, 48));
 }

@@ -91,14 +91,22 @@ impl FakeTree {
             fs::create_dir_all(tree.root().join(&h.mountpoint)).expect("mkdir");
         }
         if let Some((mountpoint, controllers, _)) = &tree.v2 {
-            tree.write(&format!("{mountpoint}/cgroup.controllers"), controllers);
-            tree.write(&format!("{mountpoint}/cgroup.subtree_control"), "");
+            let dir = tree.root().join(mountpoint);
+            fs::create_dir_all(&dir).expect("mkdir");
+            fs::write(dir.join("cgroup.controllers"), controllers).expect("write");
+            fs::write(dir.join("cgroup.subtree_control"), "").expect("write");
         }
         tree
     }
 
     pub(super) fn root(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// `rel` below the tree; an absolute path would make `join` escape it.
+    fn path(&self, rel: &str) -> PathBuf {
+        assert!(!rel.starts_with('/'), "test path {rel:?} must be relative");
+        self.root().join(rel)
     }
 
     pub(super) fn manager(&self, path: &str) -> Box<dyn CgroupManager> {
@@ -114,6 +122,7 @@ impl FakeTree {
     /// (plus cgroup.procs) in every hierarchy, and for cgroup2 the
     /// ancestors' cgroup.controllers/cgroup.subtree_control.
     pub(super) fn populate(&self, rel: &str) {
+        assert!(!rel.starts_with('/'), "test path {rel:?} must be relative");
         for h in &self.v1 {
             let dir = self.root().join(&h.mountpoint).join(rel);
             fs::create_dir_all(&dir).expect("mkdir");
@@ -142,18 +151,18 @@ impl FakeTree {
     }
 
     pub(super) fn write(&self, rel: &str, content: &str) {
-        let path = self.root().join(rel);
+        let path = self.path(rel);
         fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         fs::write(path, content).expect("write");
     }
 
     pub(super) fn read(&self, rel: &str) -> String {
-        let path = self.root().join(rel);
+        let path = self.path(rel);
         fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
     }
 
     pub(super) fn remove(&self, rel: &str) {
-        fs::remove_file(self.root().join(rel)).expect("remove");
+        fs::remove_file(self.path(rel)).expect("remove");
     }
 
     /// Removes every regular file below `rel`, leaving the directories, so
@@ -169,6 +178,6 @@ impl FakeTree {
                 }
             }
         }
-        walk(&self.root().join(rel));
+        walk(&self.path(rel));
     }
 }

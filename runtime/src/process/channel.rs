@@ -62,6 +62,12 @@ pub fn pair() -> Result<(RuntimeSide, InitSide), ChannelError> {
     Ok((Channel { fd: a, peer: "container init", _types: PhantomData }, Channel { fd: b, peer: "runtime", _types: PhantomData }))
 }
 
+impl<S, R> AsRawFd for Channel<S, R> {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 impl<S: Serialize, R: DeserializeOwned> Channel<S, R> {
     pub fn send(&self, message: &S) -> Result<(), ChannelError> {
         let bytes = serde_json::to_vec(message).expect("channel messages always serialise");

@@ -59,6 +59,7 @@ pub fn run(plan: InitPlan, channel: InitSide) -> ! {
 }
 
 fn prepare(plan: &InitPlan, channel: &InitSide) -> Result<(Executable, StartGate), String> {
+    close_inherited_fds(plan, channel);
     // If the runtime dies during set-up, so do we: nothing half-made survives.
     // SAFETY: prctl with integer arguments only.
     unsafe {
@@ -169,6 +170,20 @@ fn start(plan: &InitPlan, executable: Executable, gate: StartGate) -> user_proce
     }
     user_process::close_fds_on_exec(plan.preserve_fds);
     executable.exec()
+}
+
+/// We are a clone of the runtime, not a new program: every fd it had is
+/// ours too, among them the flock'ed state dir, which would keep every later
+/// command on this container waiting for as long as we live. Only what the
+/// init needs, stdio and the fds the caller asked to preserve stay open.
+fn close_inherited_fds(plan: &InitPlan, channel: &InitSide) {
+    let mut keep = vec![channel.as_raw_fd()];
+    keep.extend(plan.namespaces.join.iter().map(|j| j.file.as_raw_fd()));
+    keep.extend(plan.console.as_ref().map(|c| c.as_raw_fd()));
+    if let StartGate::Fifo(fd) = &plan.gate {
+        keep.push(fd.as_raw_fd());
+    }
+    user_process::close_fds_except(3 + plan.preserve_fds as i32, &keep);
 }
 
 /// Opening the fifo for writing blocks until `start` opens it for reading.

@@ -212,6 +212,17 @@ pub fn close_fds_on_exec(preserve_fds: u32) {
     }
 }
 
+/// Closes every fd from `first` up, except those in `keep`.
+pub fn close_fds_except(first: i32, keep: &[i32]) {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return };
+    // Collected first: closing while reading the directory would close its own fd.
+    let fds: Vec<i32> = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    for fd in fds.into_iter().filter(|fd| *fd >= first && !keep.contains(fd)) {
+        // SAFETY: the fd is ours; anything still using it was inherited and is not needed.
+        unsafe { libc::close(fd) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

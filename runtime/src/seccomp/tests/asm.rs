@@ -12,7 +12,16 @@ fn padding(asm: &mut Asm, n: usize, ret: u32) {
 
 #[test]
 fn far_targets_on_either_side() {
-    for (gap_a, gap_b) in [(0, 0), (10, 10), (254, 0), (255, 0), (256, 0), (300, 300), (0, 300), (1000, 2000)] {
+    for (gap_a, gap_b) in [
+        (0, 0),
+        (10, 10),
+        (254, 0),
+        (255, 0),
+        (256, 0),
+        (300, 300),
+        (0, 300),
+        (1000, 2000),
+    ] {
         let mut asm = Asm::new();
         let (a, b) = (asm.label(), asm.label());
         asm.load(OFFSET_NR);
@@ -71,7 +80,10 @@ fn broken_programs_are_errors_not_panics() {
 
     let mut asm = Asm::new();
     padding(&mut asm, 4097, 0);
-    assert!(matches!(asm.finish(), Err(SeccompError::TooLarge { len: 4097 })));
+    assert!(matches!(
+        asm.finish(),
+        Err(SeccompError::TooLarge { len: 4097 })
+    ));
 
     assert!(bpf::verify(&[]).is_err());
 }

@@ -72,7 +72,7 @@ pub(super) fn exec(insns: &[libc::sock_filter], arch: u32, nr: u32, args: [u64; 
             LD_W_ABS => {
                 let off = k as usize;
                 assert!(
-                    off % 4 == 0 && off + 4 <= data.len(),
+                    off & 3 == 0 && off + 4 <= data.len(),
                     "bad load offset {off}"
                 );
                 a = u32::from_ne_bytes(data[off..off + 4].try_into().unwrap());
