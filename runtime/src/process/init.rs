@@ -114,8 +114,9 @@ fn prepare(plan: &InitPlan, channel: &InitSide) -> Result<(Executable, StartGate
     }
 
     minirun_rootfs::pivot_into(&plan.rootfs, false).map_err(|e| e.to_string())?;
-    minirun_rootfs::finalize_rootfs(plan.spec).map_err(|e| e.to_string())?;
+    // Before finalize: /proc/sys is usually among the read-only paths.
     write_sysctls(plan.spec)?;
+    minirun_rootfs::finalize_rootfs(plan.spec).map_err(|e| e.to_string())?;
     if let Some(socket) = &plan.console {
         let size = plan.process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
         crate::console::setup_terminal(socket, size).map_err(|e| e.to_string())?;
