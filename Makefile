@@ -12,7 +12,9 @@ all: build
 
 build:
 	$(CARGO) build --release --bin minirun
-	ln -sf minirun $(OCI_BIN)
+	# A hard link, not a symlink: tools that resolve symlinks (readlink -f)
+	# would otherwise call plain `minirun` and reach the other front end.
+	ln -f $(BIN) $(OCI_BIN)
 
 # Debian packages the tests need (busybox-static for the test bundles).
 deps:
@@ -34,7 +36,7 @@ bench: deps build
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/minirun
-	ln -sf minirun $(DESTDIR)$(PREFIX)/bin/minirun-runc
+	ln -f $(DESTDIR)$(PREFIX)/bin/minirun $(DESTDIR)$(PREFIX)/bin/minirun-runc
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/minirun $(DESTDIR)$(PREFIX)/bin/minirun-runc

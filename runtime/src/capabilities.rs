@@ -76,10 +76,12 @@ pub fn apply_sets(caps: Option<&LinuxCapabilities>) -> Result<(), CapabilityErro
     set(CapSet::Inheritable, &get(LinuxCapabilities::inheritable))?;
     set(CapSet::Effective, &get(LinuxCapabilities::effective).intersection(&permitted).copied().collect())?;
     set(CapSet::Permitted, &permitted)?;
-    let ambient = get(LinuxCapabilities::ambient);
-    // Ambient needs a kernel >= 4.3; an empty set is simply nothing to do.
-    if !ambient.is_empty() {
-        set(CapSet::Ambient, &ambient)?;
+    // A capability can only be ambient if it is both permitted and
+    // inheritable; configs (crun's and runc's default spec among them) list
+    // ambient ones that are not inheritable. runc ignores what cannot be
+    // raised, and so do we, one capability at a time.
+    for cap in get(LinuxCapabilities::ambient) {
+        let _ = caps::raise(None, CapSet::Ambient, cap);
     }
     Ok(())
 }

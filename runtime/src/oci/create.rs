@@ -132,6 +132,7 @@ pub(super) fn create_container(cli: &OciCli, args: &CreateArgs, gate: GateKind) 
         console,
         gate: start_gate,
         preserve_fds,
+        no_pivot: args.no_pivot,
         cgroup_host_paths: cgroup.host_paths(),
         hook_state: creating,
     };

@@ -35,6 +35,8 @@ pub struct InitPlan<'a> {
     pub console: Option<UnixStream>,
     pub gate: StartGate,
     pub preserve_fds: u32,
+    /// runc's --no-pivot: MS_MOVE and chroot instead of pivot_root.
+    pub no_pivot: bool,
     pub cgroup_host_paths: Vec<(String, PathBuf)>,
     /// The hooks' state JSON, with the pid left to fill in.
     pub hook_state: serde_json::Value,
@@ -113,7 +115,7 @@ fn prepare(plan: &InitPlan, channel: &InitSide) -> Result<(Executable, StartGate
         hooks::run_hooks("createContainer", h.create_container().as_ref(), &state.to_string()).map_err(|e| e.to_string())?;
     }
 
-    minirun_rootfs::pivot_into(&plan.rootfs, false).map_err(|e| e.to_string())?;
+    minirun_rootfs::pivot_into(&plan.rootfs, plan.no_pivot).map_err(|e| e.to_string())?;
     // Before finalize: /proc/sys is usually among the read-only paths.
     write_sysctls(plan.spec)?;
     minirun_rootfs::finalize_rootfs(plan.spec).map_err(|e| e.to_string())?;
