@@ -14,10 +14,16 @@ pub enum CapabilityError {
     Identity { what: &'static str, source: nix::Error },
 }
 
+/// Probed once (one prctl per capability), then reused for every set.
+fn supported() -> &'static CapsHashSet {
+    static SUPPORTED: std::sync::OnceLock<CapsHashSet> = std::sync::OnceLock::new();
+    SUPPORTED.get_or_init(caps::runtime::thread_all_supported)
+}
+
 /// Capabilities this kernel does not know are left out, as runc does, so a
 /// config written for a newer kernel still runs.
 fn to_caps(set: &Option<Capabilities>) -> CapsHashSet {
-    let known = caps::runtime::thread_all_supported();
+    let known = supported();
     set.iter()
         .flatten()
         .filter_map(|c| format!("CAP_{c}").parse::<Cap>().ok())
@@ -29,7 +35,7 @@ fn to_caps(set: &Option<Capabilities>) -> CapsHashSet {
 /// process still has CAP_SETPCAP, i.e. before the switch of user.
 pub fn drop_bounding(caps: Option<&LinuxCapabilities>) -> Result<(), CapabilityError> {
     let keep = caps.map(|c| to_caps(c.bounding())).unwrap_or_default();
-    for cap in caps::runtime::thread_all_supported() {
+    for &cap in supported() {
         if !keep.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap).map_err(|source| CapabilityError::Set { set: CapSet::Bounding, source })?;
         }

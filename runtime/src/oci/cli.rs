@@ -61,6 +61,8 @@ pub enum Command {
     Resume(super::pause::PauseArgs),
     /// List containers.
     List(super::list::ListArgs),
+    /// Resource usage and OOM events of a container, as JSON lines.
+    Events(super::events::EventsArgs),
     /// Print what this runtime supports (OCI features.md).
     Features,
     /// Write a default config.json.
@@ -106,6 +108,7 @@ fn dispatch(cli: &OciCli) -> Result<i32, OciError> {
         Command::Pause(args) => super::pause::pause(cli, args).map(|()| 0),
         Command::Resume(args) => super::pause::resume(cli, args).map(|()| 0),
         Command::List(args) => super::list::list(cli, args).map(|()| 0),
+        Command::Events(args) => super::events::events(cli, args).map(|()| 0),
         Command::Features => super::features::features().map(|()| 0),
         Command::Spec(args) => super::spec::spec(args).map(|()| 0),
     }

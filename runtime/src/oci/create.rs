@@ -218,8 +218,12 @@ fn socket_activation(process: &mut Process) -> u32 {
     n
 }
 
+/// Root needs no NSS lookup (which would load libraries on every create).
 fn owner_name() -> String {
     let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return "root".into();
+    }
     nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string())
 }
 

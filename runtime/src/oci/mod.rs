@@ -7,6 +7,7 @@ mod container;
 mod create;
 mod delete;
 mod error;
+mod events;
 mod exec;
 mod features;
 mod kill;
