@@ -1,6 +1,15 @@
-//! Container networking. For now: bringing up `lo` in a new network
-//! namespace; the bridge, veth pairs, IPAM and NAT build on this crate.
+//! Container networking: what the seed article does by hand with `ip` and
+//! `iptables`, done for every container. A veth pair per container, one end
+//! in the container's network namespace as `eth0`, the other on a Linux
+//! bridge; an address from the network's subnet (`ipam`); a default route
+//! through the bridge's gateway; MASQUERADE out and DNAT for published ports
+//! (`firewall`).
 
+pub mod firewall;
+pub mod ipam;
 mod loopback;
+pub mod netlink;
+pub mod network;
+pub mod ports;
 
 pub use loopback::{loopback_up, LoopbackError};

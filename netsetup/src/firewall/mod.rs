@@ -1,0 +1,1 @@
+//! NAT and filter rules behind one `FirewallDriver` trait: iptables and nftables backends.

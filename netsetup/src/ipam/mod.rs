@@ -1,0 +1,1 @@
+//! Address leases per network, under a file lock.

@@ -1,0 +1,1 @@
+//! Networks: their names, bridges, subnets, persisted as JSON.

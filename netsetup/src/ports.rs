@@ -1,0 +1,1 @@
+//! Published ports: `-p [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|udp]`.
