@@ -13,8 +13,8 @@ pub enum NamespaceError {
     Duplicate(&'static str),
     #[error("open {kind} namespace {path}: {source}")]
     Open { kind: &'static str, path: PathBuf, source: std::io::Error },
-    #[error("join {kind} namespace: {source}")]
-    Join { kind: &'static str, source: nix::Error },
+    #[error("join {kind} namespace {path}: {source}")]
+    Join { kind: &'static str, path: PathBuf, source: nix::Error },
     #[error("unshare {flags:?}: {source}")]
     Unshare { flags: CloneFlags, source: nix::Error },
 }
@@ -54,6 +54,7 @@ const JOIN_ORDER: [LinuxNamespaceType; 8] = [
 /// A namespace to join, opened before anything moves.
 pub struct JoinNamespace {
     pub kind: LinuxNamespaceType,
+    pub path: PathBuf,
     pub file: File,
 }
 
@@ -78,7 +79,7 @@ impl NamespacePlan {
             match ns.path() {
                 Some(path) => {
                     let file = File::open(path).map_err(|source| NamespaceError::Open { kind: proc_name(kind), path: path.clone(), source })?;
-                    plan.join.push(JoinNamespace { kind, file });
+                    plan.join.push(JoinNamespace { kind, path: path.clone(), file });
                 }
                 None => plan.new.push(kind),
             }
@@ -114,7 +115,7 @@ impl NamespacePlan {
 }
 
 pub fn join(ns: &JoinNamespace) -> Result<(), NamespaceError> {
-    nix::sched::setns(&ns.file, clone_flag(ns.kind)).map_err(|source| NamespaceError::Join { kind: proc_name(ns.kind), source })
+    nix::sched::setns(&ns.file, clone_flag(ns.kind)).map_err(|source| NamespaceError::Join { kind: proc_name(ns.kind), path: ns.path.clone(), source })
 }
 
 pub fn unshare(flags: CloneFlags) -> Result<(), NamespaceError> {

@@ -126,7 +126,24 @@ impl Runtime {
     pub fn run_detached(&self, bundle: &Bundle, id: &str) {
         let out = self.create_with(bundle, id, &[]);
         assert!(out.status.success(), "create {id}: {}", String::from_utf8_lossy(&out.stderr));
-        self.ok(&["start", id]);
+        let started = self.output(&["start", id]);
+        assert!(
+            started.status.success(),
+            "start {id} failed ({}): {}; the container's stderr: {}",
+            started.status,
+            String::from_utf8_lossy(&started.stderr),
+            std::fs::read_to_string(bundle.path().join("stderr")).unwrap_or_default()
+        );
+    }
+
+    /// `run --detach`: create and start in one (no exec fifo), stdio in
+    /// files of the bundle as for `create`.
+    pub fn run_detach(&self, bundle: &Bundle, id: &str) {
+        self.track(id);
+        let stdout = std::fs::File::create(bundle.path().join("stdout")).unwrap();
+        let stderr = std::fs::File::create(bundle.path().join("stderr")).unwrap();
+        let status = self.cmd().args(["run", "--detach", "--bundle"]).arg(bundle.path()).arg(id).stdin(Stdio::null()).stdout(stdout).stderr(stderr).status().unwrap();
+        assert!(status.success(), "run --detach {id} ({status}): {}", std::fs::read_to_string(bundle.path().join("stderr")).unwrap_or_default());
     }
 
     pub fn state(&self, id: &str) -> Option<Value> {
@@ -250,4 +267,256 @@ pub fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
         }
     }
     found
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for the feature tests (namespaces, mounts, process, cgroups, hooks,
+// seccomp, exec, console, contract).
+
+/// How long a foreground `run` or a wait may take before the test gives up.
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Polls `cond` every 10 ms for up to `secs` seconds; true once it holds.
+pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Runs `f` when dropped: for what a test makes besides containers
+/// (network namespaces, host mounts, cgroups), so it goes even on panic.
+pub struct Guard<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Guard<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+pub fn guard<F: FnMut()>(f: F) -> Guard<F> {
+    Guard(f)
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// stdout and stderr of an Output, for assertion messages.
+pub fn both(out: &Output) -> String {
+    format!("status {}; stdout: {}; stderr: {}", out.status, text(&out.stdout), text(&out.stderr))
+}
+
+/// Waits for `child` with a deadline (then kills it), collecting its output.
+pub fn wait_output(mut child: std::process::Child) -> Output {
+    use std::io::Read;
+    let mut out_pipe = child.stdout.take();
+    let mut err_pipe = child.stderr.take();
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(p) = out_pipe.as_mut() {
+            let _ = p.read_to_end(&mut v);
+        }
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(p) = err_pipe.as_mut() {
+            let _ = p.read_to_end(&mut v);
+        }
+        v
+    });
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let status = child.wait().unwrap();
+            panic!("command did not finish within {TIMEOUT:?} ({status})");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    Output { status, stdout: out_t.join().unwrap(), stderr: err_t.join().unwrap() }
+}
+
+impl Runtime {
+    /// `minirun oci --root R GLOBALS... ARGS...`, stdin null, with a deadline.
+    pub fn output_global(&self, globals: &[&str], args: &[&str]) -> Output {
+        let child = self.cmd().args(globals).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        wait_output(child)
+    }
+
+    /// `run` in the foreground (it returns when the container exits), with
+    /// the container's stdout and stderr captured.
+    pub fn run(&self, bundle: &Bundle, id: &str) -> Output {
+        self.run_with(bundle, id, &[])
+    }
+
+    pub fn run_with(&self, bundle: &Bundle, id: &str, extra: &[&str]) -> Output {
+        self.track(id);
+        let mut args = vec!["run", "--bundle", bundle.path().to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(id);
+        self.output_global(&[], &args)
+    }
+
+    /// `create` with global options (e.g. `--systemd-cgroup`) before the
+    /// command; stdio in files of the bundle as for `create_with`.
+    pub fn create_global(&self, globals: &[&str], bundle: &Bundle, id: &str, extra: &[&str]) -> Output {
+        self.track(id);
+        let stdout = std::fs::File::create(bundle.path().join("stdout")).unwrap();
+        let stderr = std::fs::File::create(bundle.path().join("stderr")).unwrap();
+        let status = self
+            .cmd()
+            .args(globals)
+            .arg("create")
+            .arg("--bundle")
+            .arg(bundle.path())
+            .args(extra)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .status()
+            .unwrap();
+        Output { status, stdout: Vec::new(), stderr: std::fs::read(bundle.path().join("stderr")).unwrap() }
+    }
+
+    /// The host pid of the container's init (from `state`).
+    pub fn init_pid(&self, id: &str) -> i32 {
+        let state = self.state(id).unwrap_or_else(|| panic!("no state for {id}"));
+        state["pid"].as_i64().filter(|p| *p > 0).unwrap_or_else(|| panic!("no pid in {state}")) as i32
+    }
+
+    /// A process reparented to us that is not a container's init (a
+    /// detached exec): it is reaped as soon as it exits, by a thread. Until
+    /// it is, a dying container init would wait for it (the kernel does not
+    /// let a pid namespace's init go before every process in it is reaped),
+    /// and `delete --force` would fail, as it would under a shim that
+    /// does not reap.
+    pub fn track_pid(&self, pid: i32) {
+        std::thread::spawn(move || {
+            // SAFETY: waits for one pid that is our child.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        });
+    }
+
+    /// Waits until the container has the given status.
+    pub fn wait_status(&self, id: &str, status: &str) {
+        let mut last = None;
+        let ok = wait_until(20, || {
+            last = self.status(id);
+            last.as_deref() == Some(status)
+        });
+        assert!(ok, "{id} did not become {status} (last: {last:?})");
+    }
+}
+
+impl Bundle {
+    /// A file of the bundle as text (`stdout`, `stderr` of a created container).
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path().join(name)).unwrap_or_default()
+    }
+
+    /// Waits until the bundle's file `name` satisfies `pred`; returns it.
+    pub fn wait_file(&self, name: &str, mut pred: impl FnMut(&str) -> bool) -> String {
+        let mut content = String::new();
+        let ok = wait_until(20, || {
+            content = self.read(name);
+            pred(&content)
+        });
+        assert!(ok, "bundle file {name} never matched; it holds {content:?} (stderr: {:?})", self.read("stderr"));
+        content
+    }
+
+    pub fn set_args(&mut self, args: &[&str]) {
+        self.config["process"]["args"] = json!(args);
+        self.save();
+    }
+
+    /// Adds a namespace entry to linux.namespaces (replacing one of its type).
+    pub fn set_namespace(&mut self, ns: Value) {
+        let list = self.config["linux"]["namespaces"].as_array_mut().unwrap();
+        list.retain(|n| n["type"] != ns["type"]);
+        list.push(ns);
+        self.save();
+    }
+
+    pub fn remove_namespace(&mut self, kind: &str) {
+        self.config["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != kind);
+        self.save();
+    }
+
+    pub fn add_mount(&mut self, mount: Value) {
+        self.config["mounts"].as_array_mut().unwrap().push(mount);
+        self.save();
+    }
+}
+
+/// controller (or `name=systemd`, or `""` for cgroup2) -> path, from
+/// /proc/PID/cgroup.
+pub fn proc_cgroups(pid: i32) -> std::collections::BTreeMap<String, String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let mut map = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        if ctrls.is_empty() {
+            map.insert(String::new(), path.to_string());
+        }
+        for c in ctrls.split(',').filter(|c| !c.is_empty()) {
+            map.insert(c.to_string(), path.to_string());
+        }
+    }
+    map
+}
+
+/// The host directory of `pid`'s cgroup in the v1 hierarchy of `controller`.
+pub fn cgroup_dir(pid: i32, controller: &str) -> PathBuf {
+    let path = proc_cgroups(pid).get(controller).cloned().unwrap_or_else(|| panic!("pid {pid} has no {controller} cgroup"));
+    let mount = Path::new("/sys/fs/cgroup").join(controller);
+    mount.join(path.trim_start_matches('/'))
+}
+
+/// `readlink /proc/PID/ns/KIND` (e.g. `net:[4026531840]`).
+pub fn ns_of(pid: &str, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+/// Waits (blocking, with a deadline) for a child of ours (a container init
+/// reparented to the test process) and returns its exit code as a shell
+/// reports it (128+signal when killed).
+pub fn wait_child(pid: i32) -> i32 {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on a pid that is our child, with a valid pointer.
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        assert!(rc >= 0, "waitpid {pid}: {}", std::io::Error::last_os_error());
+        if rc == pid {
+            if libc::WIFEXITED(status) {
+                return libc::WEXITSTATUS(status);
+            }
+            if libc::WIFSIGNALED(status) {
+                return 128 + libc::WTERMSIG(status);
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "pid {pid} did not exit");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// The host path of the shared contract files (Podman's and containerd's
+/// recorded configs), if this machine has them.
+pub fn contract_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/contract");
+    dir.is_dir().then_some(dir)
 }

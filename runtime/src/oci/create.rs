@@ -61,7 +61,10 @@ pub(super) struct Created {
 pub(super) fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec, PathBuf), OciError> {
     let bundle = bundle.canonicalize().map_err(OciError::io(format!("bundle {}", bundle.display())))?;
     let config = bundle.join("config.json");
-    let spec = Spec::load(&config).map_err(|e| OciError::Config(format!("{}: {e}", config.display())))?;
+    // Parsed here rather than with Spec::load, whose errors drop serde's
+    // line, column and reason.
+    let text = std::fs::read(&config).map_err(OciError::io(format!("read {}", config.display())))?;
+    let spec: Spec = serde_json::from_slice(&text).map_err(|e| OciError::Config(format!("{}: {e}", config.display())))?;
     let process = spec.process().as_ref().ok_or_else(|| OciError::Config("config.json has no process".into()))?;
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(OciError::Config("config.json: process.args must not be empty".into()));
@@ -121,8 +124,8 @@ pub(super) fn create_container(cli: &OciCli, args: &CreateArgs, gate: GateKind) 
         GateKind::Channel => StartGate::Channel,
     };
     let hook_state = oci_state_json(&record, Status::Created);
-    let mut creating = hook_state.clone();
-    creating["status"] = "creating".into();
+    let mut creating_state = hook_state.clone();
+    creating_state["status"] = "creating".into();
     let plan = InitPlan {
         spec: &spec,
         process: &process,
@@ -134,14 +137,14 @@ pub(super) fn create_container(cli: &OciCli, args: &CreateArgs, gate: GateKind) 
         preserve_fds,
         no_pivot: args.no_pivot,
         cgroup_host_paths: cgroup.host_paths(),
-        hook_state: creating,
+        hook_state: creating_state.clone(),
     };
     let init = spawn_init(plan, cgroup)?;
     undo.init.set(Some(init.pid));
     loop {
         match init.channel.recv()? {
             FromInit::MountsReady => {
-                let mut state = hook_state.clone();
+                let mut state = creating_state.clone();
                 state["pid"] = init.pid.as_raw().into();
                 let state = state.to_string();
                 let h = spec.hooks().as_ref().expect("MountsReady is only sent when there are hooks");
@@ -198,6 +201,9 @@ impl Drop for Undo<'_> {
 fn make_exec_fifo(dir: &ContainerDir) -> Result<OwnedFd, OciError> {
     let path = dir.exec_fifo();
     nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o622)).map_err(|e| OciError::io("create exec fifo")(e.into()))?;
+    // mkfifo honours the umask; the init (perhaps another uid in its user
+    // namespace) must be able to open it for writing.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o622)).map_err(OciError::io("chmod exec fifo"))?;
     let fd = nix::fcntl::open(&path, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| OciError::io("open exec fifo")(e.into()))?;
     // SAFETY: open returned a new fd that nothing else owns.

@@ -2,7 +2,7 @@ use super::cli::OciCli;
 use super::create::{create_container, CreateArgs, GateKind};
 use super::start::run_poststart;
 use super::OciError;
-use crate::process::channel::ToInit;
+use crate::process::channel::{ChannelError, FromInit, ToInit};
 use crate::process::wait::{wait_exit_code, SignalForwarding};
 
 #[derive(Debug, clap::Args)]
@@ -23,9 +23,18 @@ pub struct RunArgs {
 pub fn run(cli: &OciCli, args: &RunArgs) -> Result<i32, OciError> {
     let forwarding = (!args.detach).then(SignalForwarding::install);
     let created = create_container(cli, &args.create, GateKind::Channel)?;
-    if let Err(e) = created.init.channel.send(&ToInit::Start { detach: args.detach }) {
+    // The channel closes without a word when the init execs (it is
+    // close-on-exec); an Error before that is a failed start.
+    let started = created.init.channel.send(&ToInit::Start { detach: args.detach }).map_err(OciError::from).and_then(|()| match created.init.channel.recv() {
+        Err(ChannelError::Closed { .. }) => Ok(()),
+        Ok(FromInit::Error(message)) => Err(OciError::Container(message)),
+        Ok(other) => Err(OciError::Container(format!("unexpected {other:?} from the container init"))),
+        Err(e) => Err(e.into()),
+    });
+    if let Err(e) = started {
+        let _ = nix::sys::wait::waitpid(created.init.pid, None);
         let _ = created.container.destroy();
-        return Err(e.into());
+        return Err(e);
     }
     run_poststart(&created.container);
     let Some(forwarding) = forwarding else { return Ok(0) };

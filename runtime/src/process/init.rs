@@ -46,10 +46,21 @@ pub struct InitPlan<'a> {
 pub fn run(plan: InitPlan, channel: InitSide) -> ! {
     match prepare(&plan, &channel) {
         Ok((executable, gate)) => {
-            let err = start(&plan, executable, gate);
-            // `create` has returned by now; the container's stderr is all
-            // that is left to tell.
-            eprintln!("minirun: container init: {err}");
+            let mut started = None;
+            let err = start(&plan, executable, gate, &mut started);
+            match started {
+                // `start` reads the fifo until EOF: what follows the gate byte is an error.
+                Some(mut writer) => {
+                    use std::io::Write;
+                    let _ = write!(writer, "{err}");
+                    eprintln!("minirun: container init: {err}");
+                }
+                // `run` still listens on the channel until we exec.
+                None if matches!(plan.gate, StartGate::Channel) => {
+                    let _ = channel.send(&FromInit::Error(err.to_string()));
+                }
+                None => eprintln!("minirun: container init: {err}"),
+            }
             // SAFETY: _exit is always safe; skips atexit handlers copied from the runtime.
             unsafe { libc::_exit(err.exit_code()) }
         }
@@ -153,11 +164,15 @@ fn prepare(plan: &InitPlan, channel: &InitSide) -> Result<(Executable, StartGate
     Ok((executable, gate))
 }
 
-fn start(plan: &InitPlan, executable: Executable, gate: StartGate) -> user_process::UserProcessError {
+/// Past the gate: the startContainer hooks, the user switch, execve. The
+/// runtime learns that execve happened when the close-on-exec end it watches
+/// (the fifo writer or the channel) closes without an error on it.
+fn start(plan: &InitPlan, executable: Executable, gate: StartGate, started: &mut Option<std::fs::File>) -> user_process::UserProcessError {
     let fail = |msg: String| user_process::UserProcessError::Exec { path: msg, source: nix::errno::Errno::EIO };
     if let StartGate::Fifo(fd) = gate {
-        if let Err(e) = wait_for_start(&fd) {
-            return fail(format!("waiting for start: {e}"));
+        match wait_for_start(&fd) {
+            Ok(writer) => *started = Some(writer),
+            Err(e) => return fail(format!("waiting for start: {e}")),
         }
     }
     let mut state = plan.hook_state.clone();
@@ -191,12 +206,14 @@ fn close_inherited_fds(plan: &InitPlan, channel: &InitSide) {
 
 /// Opening the fifo for writing blocks until `start` opens it for reading.
 /// It is reopened through /proc/self/fd because its path lies outside the
-/// container's root, which we have pivoted into.
-fn wait_for_start(fifo: &OwnedFd) -> std::io::Result<()> {
+/// container's root, which we have pivoted into. The writer stays open
+/// (close-on-exec) so that `start` sees EOF exactly when execve happens.
+fn wait_for_start(fifo: &OwnedFd) -> std::io::Result<std::fs::File> {
     use std::io::Write;
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
     let mut writer = std::fs::OpenOptions::new().write(true).open(path)?;
-    writer.write_all(b"0")
+    writer.write_all(b"0")?;
+    Ok(writer)
 }
 
 fn set_names(spec: &Spec, ns: &NamespacePlan) -> Result<(), String> {

@@ -137,7 +137,7 @@ impl ChildNamespaces {
     }
 
     fn leave(self) -> Result<(), SpawnError> {
-        let back = |file: &File, flags| nix::sched::setns(file.as_fd(), flags).map_err(|source| NamespaceError::Join { kind: "own", source });
+        let back = |file: &File, flags| nix::sched::setns(file.as_fd(), flags).map_err(|source| NamespaceError::Join { kind: "own", path: "/proc/self/ns".into(), source });
         if let Some(f) = &self.own_pid {
             back(f, CloneFlags::CLONE_NEWPID)?;
         }
