@@ -5,6 +5,7 @@
 //! through the bridge's gateway; MASQUERADE out and DNAT for published ports
 //! (`firewall`).
 
+pub mod attach;
 pub mod firewall;
 pub mod ipam;
 mod loopback;

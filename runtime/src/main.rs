@@ -18,8 +18,7 @@ fn main() {
         args[0] = OsString::from("minirun oci");
         minirun_runtime::oci::main(args)
     } else {
-        eprintln!("minirun: the Docker-style front end is not built yet; use `minirun oci COMMAND` or the minirun-runc link for the OCI runtime");
-        125
+        minirun_runtime::front::main(args)
     };
     std::process::exit(code);
 }
