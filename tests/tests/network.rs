@@ -124,7 +124,7 @@ fn bridge_connects_containers_and_publishes_ports() {
 }
 
 #[test]
-fn egress_is_masqueraded_to_an_outside_host() {
+fn egress_is_masqueraded_to_an_outside_host_despite_a_forward_drop_policy() {
     require_root!();
     enter_throwaway_netns();
     let net = Net::new();
@@ -135,6 +135,8 @@ fn egress_is_masqueraded_to_an_outside_host() {
     let pid = rt.init_pid(&outside);
     sh(&format!("ip link add xout0 type veth peer name xout1 && ip link set xout1 netns /proc/{pid}/ns/net && ip addr add 192.0.2.1/24 dev xout0 && ip link set xout0 up"));
     sh(&format!("nsenter --net=/proc/{pid}/ns/net sh -c 'ip addr add 192.0.2.2/24 dev xout1 && ip link set xout1 up'"));
+    // Another engine (Docker does this) has set the FORWARD policy to DROP.
+    sh("iptables -P FORWARD DROP");
     let (_b, client) = container(&rt, "egress", &["sleep", "60"]);
     net.attach("bridge", &rt, &client, &[]);
     let got = exec(&rt, &client, "timeout 3 wget -qO- http://192.0.2.2:9000/");
