@@ -70,13 +70,14 @@ fn context(cli: &FrontCli) -> Result<NetContext, String> {
     Ok(NetContext { state_root: cli.network_root.clone(), firewall })
 }
 
-/// (id, pid) from the OCI state a hook receives on stdin.
+/// (id, pid) from the OCI state a hook receives on stdin; the pid is 0
+/// once the container has stopped (poststop).
 fn oci_state_from_stdin() -> Result<(String, i32), String> {
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text).map_err(|e| format!("read OCI state from stdin: {e}"))?;
     let state: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("OCI state on stdin: {e}"))?;
     let id = state["id"].as_str().ok_or("OCI state on stdin has no id")?.to_string();
-    let pid = state["pid"].as_i64().filter(|p| *p > 0).ok_or("OCI state on stdin has no pid")? as i32;
+    let pid = state["pid"].as_i64().unwrap_or(0) as i32;
     Ok((id, pid))
 }
 
@@ -112,6 +113,9 @@ pub fn run(cli: &FrontCli, cmd: &NetworkCommand) -> Result<(), String> {
         NetworkCommand::Attach { network, netns, id, pid, oci_state, publish, ip } => {
             let (id, pid, netns) = if *oci_state {
                 let (id, pid) = oci_state_from_stdin()?;
+                if pid <= 0 {
+                    return Err("OCI state on stdin has no pid: attach runs as a createRuntime hook".into());
+                }
                 (id, pid, PathBuf::from(format!("/proc/{pid}/ns/net")))
             } else {
                 let netns = netns.clone().expect("clap requires --netns");
