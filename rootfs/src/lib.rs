@@ -11,6 +11,7 @@
 //!    propagation.
 
 mod cgroup;
+pub mod image;
 mod devices;
 mod in_root;
 mod mount_ops;
