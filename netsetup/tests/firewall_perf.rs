@@ -53,7 +53,12 @@ fn perf(flavour: Flavour) {
     let dir = tempfile::tempdir().unwrap();
     let fw = flavour.driver(dir.path());
     let net = net("perf", "mrP", "10.88.0.0/16", false);
+    let t = Instant::now();
     fw.setup_network(&net).unwrap();
+    let setup_first = t.elapsed();
+    let t = Instant::now();
+    fw.setup_network(&net).unwrap();
+    let setup_again = t.elapsed();
     let (a0, r0, s0) = cycle(fw.as_ref(), &net, 30);
     let t = Instant::now();
     for n in 0..200u16 {
@@ -74,7 +79,14 @@ fn perf(flavour: Flavour) {
     assert!(a0 + r0 < Duration::from_millis(250), "{a0:?} + {r0:?}");
     assert!(a200 + r200 < Duration::from_millis(500), "{a200:?} + {r200:?}");
     assert_eq!(s0, 2);
+    let t = Instant::now();
     fw.teardown_network(&net).unwrap();
+    println!(
+        "PERF {flavour:?}: setup_network {} (again {}), teardown_network of the last network with 200 ports {}",
+        ms(setup_first),
+        ms(setup_again),
+        ms(t.elapsed())
+    );
     assert_eq!(fw.list_rules().unwrap(), Vec::<String>::new());
 }
 

@@ -350,11 +350,12 @@ pub struct IptablesDriver {
     /// For the nft variant: `nft`, to see which base chains iptables-nft
     /// creates for minirun and to remove them again (see `state`).
     nft: Option<PathBuf>,
-    state_path: PathBuf,
 }
 
-/// The `ip` tables and (table, chain) pairs nftables has now.
-fn nft_ip_objects(nft: &std::path::Path) -> Result<(Vec<String>, Vec<(String, String)>), FirewallError> {
+/// The `ip` tables, and (table, chain) pairs, nftables has now.
+type IpObjects = (Vec<String>, Vec<(String, String)>);
+
+fn nft_ip_objects(nft: &std::path::Path) -> Result<IpObjects, FirewallError> {
     let parse = |out: &str| -> Result<Vec<Value>, FirewallError> {
         let v: Value = serde_json::from_str(out)
             .map_err(|e| FirewallError::Parse { what: "nft -j output".into(), detail: e.to_string() })?;
@@ -386,8 +387,7 @@ fn nft_contents(json: &str) -> Option<(usize, bool, bool)> {
 impl IptablesDriver {
     pub fn new(variant: IptablesVariant, lock: FirewallLock) -> Result<Self, FirewallError> {
         let nft = if variant == IptablesVariant::Nft { exec::find_tool("nft") } else { None };
-        let state_path = FirewallState::path_for(lock.path());
-        Ok(IptablesDriver { tools: IptablesTools::find(variant)?, lock, nft, state_path })
+        Ok(IptablesDriver { tools: IptablesTools::find(variant)?, lock, nft })
     }
 
     /// Before a batch that jumps from `builtin` chains: which of them, and
@@ -439,6 +439,11 @@ impl IptablesDriver {
         }
         st.created_chains = keep_chains;
         st.created_tables = keep_tables;
+    }
+
+    /// The state file of the calling thread's network namespace.
+    fn state_path(&self) -> PathBuf {
+        FirewallState::path_for(self.lock.path())
     }
 
     pub fn variant(&self) -> IptablesVariant {
@@ -600,10 +605,10 @@ impl FirewallDriver for IptablesDriver {
         if created.is_empty() {
             return Ok(());
         }
-        let mut st = FirewallState::load(&self.state_path)?;
+        let mut st = FirewallState::load(&self.state_path())?;
         created.created_tables.iter().for_each(|t| st.note_table(t));
         created.created_chains.iter().for_each(|(t, c)| st.note_chain(t, c));
-        st.store(&self.state_path)
+        st.store(&self.state_path())
     }
 
     fn teardown_network(&self, net: &NetworkRules) -> Result<(), FirewallError> {
@@ -615,7 +620,7 @@ impl FirewallDriver for IptablesDriver {
         if let Err(e) = self.apply_or_one_by_one("teardown_network", dump, |d| teardown_plan(d, &net.network)) {
             errors.push(e);
         }
-        let mut st = FirewallState::load_or_default(&self.state_path);
+        let mut st = FirewallState::load_or_default(&self.state_path());
         let before = st.clone();
         if last {
             st.forget_ports(&self.backend_id(), None);
@@ -624,7 +629,7 @@ impl FirewallDriver for IptablesDriver {
             st.forget_ports(&self.backend_id(), Some(&net.network));
         }
         if st != before {
-            if let Err(e) = st.store(&self.state_path) {
+            if let Err(e) = st.store(&self.state_path()) {
                 errors.push(e);
             }
         }
@@ -643,17 +648,17 @@ impl FirewallDriver for IptablesDriver {
         }
         let _guard = self.lock.acquire()?;
         // The removal recipe first: never short of what is in the kernel.
-        let mut st = FirewallState::load_or_default(&self.state_path);
+        let mut st = FirewallState::load_or_default(&self.state_path());
         let before = st.clone();
         for (table, line, tag) in &rules {
             let rec = st.ports.entry(port_key(&self.backend_id(), tag)).or_default();
             rec.rules.push((table.to_string(), line.clone()));
             rec.complete = true;
         }
-        st.store(&self.state_path)?;
+        st.store(&self.state_path())?;
         let (script, commits) = batch.render();
         let Err(cause) = self.tools.restore(&script) else { return Ok(()) };
-        let _ = before.store(&self.state_path);
+        let _ = before.store(&self.state_path());
 
         // Which sections did iptables-restore commit before it failed?
         let failed_at = match &cause {
@@ -691,7 +696,7 @@ impl FirewallDriver for IptablesDriver {
         validate_container_id(container_id)?;
         let tag = port_tag(&net.network, container_id);
         let _guard = self.lock.acquire()?;
-        let mut st = FirewallState::load_or_default(&self.state_path);
+        let mut st = FirewallState::load_or_default(&self.state_path());
         let key = port_key(&self.backend_id(), &tag);
         // One batch from the recipe; if it does not fit the kernel any more,
         // find the rules by their tag.
@@ -702,7 +707,7 @@ impl FirewallDriver for IptablesDriver {
             self.tools.save().and_then(|dump| self.apply_or_one_by_one("remove_ports", dump, |d| remove_tag_plan(d, &tag)))
         };
         if st.ports.remove(&key).is_some() {
-            st.store(&self.state_path)?;
+            st.store(&self.state_path())?;
         }
         result
     }

@@ -3,7 +3,7 @@
 //! # What minirun puts in the kernel's tables
 //!
 //! Every rule minirun adds is tagged as minirun's, so that it can be found,
-//! listed and removed without a state file (the rules are the state):
+//! listed and removed by what it says, whatever else is in the tables:
 //!
 //! | tag | what |
 //! | --- | --- |
@@ -28,6 +28,16 @@
 //! (PREROUTING) and from the host itself (OUTPUT), both only for local
 //! destination addresses; a hairpin MASQUERADE of the subnet's traffic to the
 //! container's port; a FORWARD accept to `container_ip:container_port`.
+//! (iptables: three rules per port; nftables: an element in a DNAT map and
+//! one in a `published` set, which a few per-network rules look up; see
+//! `nftables`.)
+//!
+//! For a container to reach itself through its own published port, its
+//! bridge port needs hairpin mode (`ip link set VETH type bridge_slave
+//! hairpin on`, as Docker does without its proxy): with br_netfilter loaded
+//! the DNAT happens while the frame is being bridged, and the frame must go
+//! back out of the port it came in by. That is the caller's part, with
+//! `route_localnet`.
 //!
 //! # Backends and how one is chosen
 //!
@@ -74,21 +84,26 @@
 //!   with the last network. Other native nftables tables with a drop policy
 //!   on the forward hook (firewalld) are not handled: their owner has to let
 //!   the bridges through (firewalld: a zone or policy for the bridge).
-//!   Docker's nftables backend documents the same limit; netavark's
-//!   nftables driver leaves it to firewalld.
+//!   Docker 29's nftables backend leaves the iptables DROP policy to the
+//!   administrator ("remove it or add iptables accepts", its documentation
+//!   says) and uses a firewall mark the other way round
+//!   (`--bridge-accept-fwmark`: packets others marked pass Docker's drops);
+//!   netavark's nftables driver leaves it to firewalld.
 //!
 //! # Concurrency and cost
 //!
 //! Each method holds an exclusive flock on the driver's lock file
 //! ([`DEFAULT_LOCK_PATH`] unless given) while it reads and edits the rules,
 //! and the iptables tools are run with `--wait` for the xtables lock other
-//! programs take. Each method is one or two process spawns: `add_ports` is
-//! one `iptables-restore --noflush` or one `nft -f -` batch; `remove_ports`
-//! is one listing and one batch. [`process_spawns`] counts them.
+//! programs take. `add_ports` is one process (one `iptables-restore
+//! --noflush` or one `nft -f -` batch); `remove_ports` is one too, from the
+//! removal recipe `add_ports` kept (`state`), or a listing and a batch
+//! without one. [`process_spawns`] counts the processes; with
+//! MINIRUN_FIREWALL_TRACE set, each command and its duration go to stderr.
 //!
-//! The tags are the state. The one exception is in `state`: which
-//! iptables-nft tables and base chains minirun made, so that the last
-//! teardown can remove them again.
+//! The tags are the state; `state` only keeps shortcuts (the removal
+//! recipes) and which iptables-nft tables and base chains minirun made, so
+//! that the last teardown can remove them again.
 
 mod exec;
 pub mod iptables;
@@ -547,7 +562,10 @@ pub(crate) fn validate_ports(net: &NetworkRules, ports: &[PortRule]) -> Result<(
         if p.host_port == 0 || p.container_port == 0 {
             return bad(format!("port 0 in {}:{}/{}", p.host_port, p.container_port, p.protocol));
         }
-        if !net.subnet.contains(&p.container_ip) || p.container_ip == net.subnet.network() {
+        if !net.subnet.contains(&p.container_ip)
+            || p.container_ip == net.subnet.network()
+            || p.container_ip == net.subnet.broadcast()
+        {
             return bad(format!("container address {} is not a host of {}", p.container_ip, net.subnet));
         }
         if let Some(ip) = p.host_addr() {

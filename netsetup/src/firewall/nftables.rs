@@ -1,25 +1,41 @@
 //! The nftables backend: one table of minirun's own, `ip minirun`, edited
-//! with `nft -f -` batches (each one atomic) and read with `nft -j list`.
+//! with `nft -f -` batches (each one a single atomic transaction) and read
+//! with `nft -j list`.
 //!
 //! ```text
 //! table ip minirun {
-//!   set bridges { type ifname; }                       # every minirun bridge, for isolation
+//!   set bridges    { type ifname }                                   # every minirun bridge
+//!   map dnat_any   { type inet_proto . inet_service : ipv4_addr . inet_service }              # published, any address
+//!   map dnat_ip    { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service }  # published on one address
+//!   set published  { type ipv4_addr . inet_proto . inet_service }    # container ip . proto . port
 //!   chain FORWARD { type filter hook forward priority filter - 1; policy accept; }
-//!       jump ISOLATION                                 # first
-//!       oifname BR ct state established,related  MARK accept
-//!       iifname BR oifname BR                      MARK accept
-//!       iifname BR                                 MARK accept      (not internal)
-//!       ip daddr CIP iifname != BR oifname BR tcp dport CPORT MARK accept   (per port)
+//!       jump ISOLATION                                               # first
+//!       oifname BR ct state established,related                          MARK accept
+//!       iifname BR oifname BR                                            MARK accept
+//!       iifname BR                                                       MARK accept   (not internal)
+//!       iifname != BR oifname BR ip daddr . meta l4proto . th dport @published MARK accept
 //!   chain ISOLATION
-//!       iifname BR oifname != BR oifname @bridges drop              (internal: drop all in and out)
+//!       iifname BR oifname != BR oifname @bridges drop              (internal: drop everything in and out)
 //!   chain PREROUTING { type nat hook prerouting priority dstnat; }   fib daddr type local jump PORTS
 //!   chain OUTPUT { type nat hook output priority -100; }             fib daddr type local jump PORTS
-//!   chain PORTS                                        # per port: [ip daddr HIP] tcp dport HPORT dnat to CIP:CPORT
+//!   chain PORTS
+//!       dnat ip to ip daddr . meta l4proto . th dport map @dnat_ip
+//!       dnat ip to meta l4proto . th dport map @dnat_any
 //!   chain POSTROUTING { type nat hook postrouting priority srcnat; }
-//!       ip saddr SUBNET oifname != BR masquerade; ip saddr 127.0.0.0/8 oifname BR masquerade
-//!       ip saddr SUBNET ip daddr CIP tcp dport CPORT masquerade     (per port: hairpin)
+//!       ip saddr SUBNET oifname != BR masquerade
+//!       ip saddr 127.0.0.0/8 oifname BR masquerade
+//!       ip saddr SUBNET oifname BR ip daddr . meta l4proto . th dport @published masquerade   (hairpin)
 //! }
 //! ```
+//!
+//! A network is rules (tagged `minirun:<network>`) and its bridge in
+//! `bridges`. A published port is not a rule but map and set elements,
+//! tagged by their comment `minirun:<network>:<container>`: adding them
+//! needs no knowledge of the table (no listing, no `--echo`), removing them
+//! needs only their keys, which `add_ports` knows and keeps as the removal
+//! recipe (see `state`), and the kernel finds a port by hash instead of
+//! walking one rule per port. A host port published twice is refused by
+//! the kernel (the map key exists), atomically.
 //!
 //! MARK is `meta mark set meta mark | ACCEPT_MARK`: why, and the iptables
 //! rule that goes with it, are in the module documentation of `firewall`.
@@ -30,17 +46,20 @@ use serde_json::Value;
 
 use super::exec::{self, run};
 use super::iptables::{legacy_tables, rule_chain, rule_comment, IptablesTools};
-use super::state::{port_key, FirewallState, PortRecord};
+use super::state::{port_key, FirewallState};
 use super::{
     network_tag, parse_tag, port_tag, validate_container_id, validate_network, validate_ports, FirewallDriver,
     FirewallError, FirewallLock, IptablesVariant, NetworkRules, PortRule, ACCEPT_MARK, BASE_TAG,
 };
 
 pub const FAMILY: &str = "ip";
+pub const TABLE: &str = "minirun";
 /// The recipes' backend name in the state (see `state`).
 const BACKEND_ID: &str = "nftables";
-pub const TABLE: &str = "minirun";
 const SET_BRIDGES: &str = "bridges";
+const MAP_DNAT_ANY: &str = "dnat_any";
+const MAP_DNAT_IP: &str = "dnat_ip";
+const SET_PUBLISHED: &str = "published";
 const FORWARD: &str = "FORWARD";
 const ISOLATION: &str = "ISOLATION";
 const PREROUTING: &str = "PREROUTING";
@@ -60,15 +79,27 @@ fn skeleton() -> Vec<String> {
         format!("add chain {t} {POSTROUTING} {{ type nat hook postrouting priority 100; policy accept; }}"),
         format!("add chain {t} {PORTS}"),
         format!("add set {t} {SET_BRIDGES} {{ type ifname; }}"),
+        format!("add map {t} {MAP_DNAT_ANY} {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}"),
+        format!("add map {t} {MAP_DNAT_IP} {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}"),
+        format!("add set {t} {SET_PUBLISHED} {{ type ipv4_addr . inet_proto . inet_service; }}"),
     ]
 }
 
-/// The shared rules: (chain, rule, insert at the top rather than append).
-fn base_rules() -> [(&'static str, String, bool); 3] {
+/// The shared rules, per chain in order; the FORWARD one goes on top.
+/// Rules are written as `nft list` prints them back, so that
+/// `setup_network` can tell they are there as they should be.
+fn base_rules() -> [(&'static str, Vec<String>); 4] {
     [
-        (FORWARD, format!("jump {ISOLATION}"), true),
-        (PREROUTING, format!("fib daddr type local jump {PORTS}"), false),
-        (OUTPUT, format!("fib daddr type local jump {PORTS}"), false),
+        (FORWARD, vec![format!("jump {ISOLATION}")]),
+        (PREROUTING, vec![format!("fib daddr type local jump {PORTS}")]),
+        (OUTPUT, vec![format!("fib daddr type local jump {PORTS}")]),
+        (
+            PORTS,
+            vec![
+                format!("dnat ip to ip daddr . meta l4proto . th dport map @{MAP_DNAT_IP}"),
+                format!("dnat ip to meta l4proto . th dport map @{MAP_DNAT_ANY}"),
+            ],
+        ),
     ]
 }
 
@@ -80,6 +111,8 @@ fn quoted(s: &str) -> String {
     // Names and tags are validated: no quote or backslash can be inside.
     format!("\"{s}\"")
 }
+
+const PUBLISHED_KEY: &str = "ip daddr . meta l4proto . th dport";
 
 /// A network's rules as (chain, rule without its comment).
 pub(crate) fn network_rules(net: &NetworkRules) -> Vec<(&'static str, String)> {
@@ -97,34 +130,45 @@ pub(crate) fn network_rules(net: &NetworkRules) -> Vec<(&'static str, String)> {
     v.push((FORWARD, format!("iifname {b} oifname {b} {m}")));
     if !net.internal {
         v.push((FORWARD, format!("iifname {b} {m}")));
+        v.push((FORWARD, format!("iifname != {b} oifname {b} {PUBLISHED_KEY} @{SET_PUBLISHED} {m}")));
         v.push((POSTROUTING, format!("ip saddr {s} oifname != {b} masquerade")));
         v.push((POSTROUTING, format!("ip saddr 127.0.0.0/8 oifname {b} masquerade")));
+        v.push((POSTROUTING, format!("ip saddr {s} oifname {b} {PUBLISHED_KEY} @{SET_PUBLISHED} masquerade")));
     }
     v
 }
 
-/// The rules publishing `ports`: (chain, rule, tag), without duplicates.
-pub(crate) fn port_rules(net: &NetworkRules, ports: &[PortRule]) -> Vec<(&'static str, String, String)> {
-    let b = quoted(&net.bridge);
-    let s = net.subnet.trunc();
-    let m = mark_accept();
-    let mut v: Vec<(&'static str, String, String)> = Vec::new();
+/// One element of a port: (set or map, key, `: data` or "", tag).
+pub(crate) type PortElement = (&'static str, String, String, String);
+
+/// The elements publishing `ports`, without duplicates.
+pub(crate) fn port_elements(net: &NetworkRules, ports: &[PortRule]) -> Vec<PortElement> {
+    let mut v: Vec<PortElement> = Vec::new();
     for p in ports {
         let tag = port_tag(&net.network, &p.container_id);
         let proto = p.protocol.as_str();
         let (cip, cport, hport) = (p.container_ip, p.container_port, p.host_port);
-        let dst = p.host_addr().map(|ip| format!("ip daddr {ip} ")).unwrap_or_default();
-        for (chain, rule) in [
-            (PORTS, format!("{dst}{proto} dport {hport} dnat to {cip}:{cport}")),
-            (POSTROUTING, format!("ip saddr {s} ip daddr {cip} {proto} dport {cport} masquerade")),
-            (FORWARD, format!("ip daddr {cip} iifname != {b} oifname {b} {proto} dport {cport} {m}")),
-        ] {
-            if !v.iter().any(|(c, r, t)| *c == chain && *r == rule && *t == tag) {
-                v.push((chain, rule, tag.clone()));
+        let dnat = match p.host_addr() {
+            Some(ip) => (MAP_DNAT_IP, format!("{ip} . {proto} . {hport}")),
+            None => (MAP_DNAT_ANY, format!("{proto} . {hport}")),
+        };
+        for (set, key, data) in
+            [(dnat.0, dnat.1, format!(" : {cip} . {cport}")), (SET_PUBLISHED, format!("{cip} . {proto} . {cport}"), String::new())]
+        {
+            if !v.iter().any(|(s, k, _, _)| *s == set && *k == key) {
+                v.push((set, key, data, tag.clone()));
             }
         }
     }
     v
+}
+
+fn add_element((set, key, data, tag): &PortElement) -> String {
+    format!("add element {FAMILY} {TABLE} {set} {{ {key} comment {}{data} }}", quoted(tag))
+}
+
+fn delete_element(set: &str, key: &str) -> String {
+    format!("delete element {FAMILY} {TABLE} {set} {{ {key} }}")
 }
 
 fn add_rule(chain: &str, rule: &str, tag: &str) -> String {
@@ -135,14 +179,13 @@ fn delete_rule(chain: &str, handle: u64) -> String {
     format!("delete rule {FAMILY} {TABLE} {chain} handle {handle}")
 }
 
-/// minirun's table as `nft -j -a list` shows it.
+/// minirun's table as `nft -j list` shows it.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Listing {
-    pub table_handle: Option<u64>,
     pub chains: Vec<String>,
     pub rules: Vec<ListedRule>,
-    /// The bridges set's elements: (name, comment).
-    pub elements: Vec<(String, Option<String>)>,
+    /// Set and map elements: (set, key as nft writes it, comment).
+    pub elements: Vec<(String, String, Option<String>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -152,15 +195,25 @@ pub(crate) struct ListedRule {
     pub comment: Option<String>,
 }
 
+/// A key as nft's input syntax writes it: `tcp . 8080`, `"br0"`.
+fn key_text(v: &Value, quote_strings: bool) -> String {
+    match v {
+        Value::String(s) if quote_strings => quoted(s),
+        Value::String(s) => s.clone(),
+        Value::Object(o) if o.contains_key("concat") => {
+            o["concat"].as_array().map(|a| a.iter().map(|x| key_text(x, false)).collect::<Vec<_>>().join(" . ")).unwrap_or_default()
+        }
+        other => other.to_string(),
+    }
+}
+
 pub(crate) fn parse_listing(json: &str) -> Result<Listing, FirewallError> {
     let perr = |detail: String| FirewallError::Parse { what: "nft -j output".into(), detail };
     let v: Value = serde_json::from_str(json).map_err(|e| perr(e.to_string()))?;
     let items = v.get("nftables").and_then(Value::as_array).ok_or_else(|| perr("no \"nftables\" array".into()))?;
     let mut l = Listing::default();
     for item in items {
-        if let Some(t) = item.get("table") {
-            l.table_handle = t.get("handle").and_then(Value::as_u64);
-        } else if let Some(c) = item.get("chain") {
+        if let Some(c) = item.get("chain") {
             if let Some(name) = c.get("name").and_then(Value::as_str) {
                 l.chains.push(name.to_string());
             }
@@ -169,19 +222,16 @@ pub(crate) fn parse_listing(json: &str) -> Result<Listing, FirewallError> {
             let handle = r.get("handle").and_then(Value::as_u64).ok_or_else(|| perr("rule without handle".into()))?;
             let comment = r.get("comment").and_then(Value::as_str).map(str::to_string);
             l.rules.push(ListedRule { chain: chain.to_string(), handle, comment });
-        } else if let Some(s) = item.get("set") {
-            if s.get("name").and_then(Value::as_str) != Some(SET_BRIDGES) {
-                continue;
-            }
+        } else if let Some(s) = item.get("set").or_else(|| item.get("map")) {
+            let Some(name) = s.get("name").and_then(Value::as_str) else { continue };
             for e in s.get("elem").and_then(Value::as_array).into_iter().flatten() {
-                if let Some(name) = e.as_str() {
-                    l.elements.push((name.to_string(), None));
-                } else if let Some(o) = e.get("elem") {
-                    if let Some(name) = o.get("val").and_then(Value::as_str) {
-                        let comment = o.get("comment").and_then(Value::as_str).map(str::to_string);
-                        l.elements.push((name.to_string(), comment));
-                    }
-                }
+                // A map element is [key, data]; a key with a comment is {"elem": {"val", "comment"}}.
+                let key = if item.get("map").is_some() { e.get(0).unwrap_or(&Value::Null) } else { e };
+                let (val, comment) = match key.get("elem") {
+                    Some(inner) => (inner.get("val").unwrap_or(&Value::Null), inner.get("comment").and_then(Value::as_str)),
+                    None => (key, None),
+                };
+                l.elements.push((name.to_string(), key_text(val, name == SET_BRIDGES), comment.map(str::to_string)));
             }
         }
     }
@@ -190,33 +240,80 @@ pub(crate) fn parse_listing(json: &str) -> Result<Listing, FirewallError> {
 
 impl Listing {
     fn tags(&self) -> impl Iterator<Item = &str> {
-        self.rules.iter().filter_map(|r| r.comment.as_deref()).chain(self.elements.iter().filter_map(|(_, c)| c.as_deref()))
+        self.rules.iter().filter_map(|r| r.comment.as_deref()).chain(self.elements.iter().filter_map(|(_, _, c)| c.as_deref()))
     }
 
-    /// Whether rules or bridges of networks other than `network` are left.
+    /// Whether rules or elements of networks other than `network` are left.
     fn others_than(&self, network: &str) -> bool {
         self.tags().any(|t| parse_tag(t).and_then(|t| t.network().map(|n| n != network)).unwrap_or(false))
     }
 }
 
-/// What `nft --echo --handle` printed for our batch: the table's handle if
-/// it was created, and (chain, handle, tag) per rule added.
-pub(crate) fn parse_echo(text: &str) -> (Option<u64>, Vec<(String, u64, String)>) {
-    let handle = |l: &str| l.rsplit_once("# handle ").and_then(|(_, h)| h.trim().parse::<u64>().ok());
-    let mut table = None;
-    let mut rules = Vec::new();
-    let prefix = format!("add rule {FAMILY} {TABLE} ");
-    for l in text.lines() {
-        if l.starts_with(&format!("add table {FAMILY} {TABLE} ")) || l == format!("add table {FAMILY} {TABLE}") {
-            table = handle(l);
-        } else if let Some(rest) = l.strip_prefix(&prefix) {
-            let chain = rest.split_whitespace().next().unwrap_or("");
-            if let (Some(h), Some(tag)) = (handle(l), tag_of_listed(l.split(" # handle ").next().unwrap_or(""))) {
-                rules.push((chain.to_string(), h, tag.to_string()));
+/// `nft -a -s list table` text: what `setup_network` compares with what
+/// should be there.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct TextListing {
+    /// Chain, set and map names.
+    pub objects: Vec<String>,
+    /// (chain, rule text without comment and handle, tag, handle).
+    pub rules: Vec<(String, String, Option<String>, u64)>,
+    /// (set, element text as listed).
+    pub elements: Vec<(String, String)>,
+}
+
+pub(crate) fn parse_text_listing(text: &str) -> TextListing {
+    let mut l = TextListing::default();
+    let mut block = String::new();
+    let mut in_set = false;
+    let mut elements: Option<String> = None;
+    let flush = |acc: &str, block: &str, l: &mut TextListing| {
+        let inner = acc.trim().trim_start_matches("elements = {").trim_end_matches('}');
+        for e in inner.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            l.elements.push((block.to_string(), e.to_string()));
+        }
+    };
+    for raw in text.lines() {
+        let line = raw.trim();
+        if let Some(acc) = elements.as_mut() {
+            acc.push(' ');
+            acc.push_str(line);
+            if line.ends_with('}') {
+                flush(acc, &block, &mut l);
+                elements = None;
+            }
+            continue;
+        }
+        let head = line.split(" # handle ").next().unwrap_or(line);
+        if head.starts_with("table ") {
+            continue;
+        }
+        if let Some(rest) = ["chain ", "set ", "map "].iter().find_map(|k| head.strip_prefix(k)) {
+            if let Some(name) = rest.strip_suffix(" {").or_else(|| rest.strip_suffix('{').map(str::trim_end)) {
+                block = name.to_string();
+                in_set = !head.starts_with("chain ");
+                l.objects.push(block.clone());
+                continue;
             }
         }
+        if in_set {
+            if line.starts_with("elements = {") {
+                if line.ends_with('}') {
+                    flush(line, &block, &mut l);
+                } else {
+                    elements = Some(line.to_string());
+                }
+            }
+            continue;
+        }
+        let Some((rule, handle)) = line.rsplit_once(" # handle ") else { continue };
+        let Ok(handle) = handle.trim().parse::<u64>() else { continue };
+        let (text, tag) = match rule.rsplit_once(" comment \"") {
+            Some((text, rest)) => (text, rest.strip_suffix('"').map(str::to_string)),
+            None => (rule, None),
+        };
+        l.rules.push((block.clone(), text.to_string(), tag, handle));
     }
-    (table, rules)
+    l
 }
 
 /// The iptables rule that lets through what minirun's FORWARD chain accepted
@@ -228,7 +325,6 @@ pub(crate) fn coexistence_rule() -> String {
 pub struct NftablesDriver {
     nft: PathBuf,
     lock: FirewallLock,
-    state_path: PathBuf,
     /// The iptables variants installed, for the coexistence rule.
     iptables: Vec<IptablesTools>,
 }
@@ -240,8 +336,12 @@ impl NftablesDriver {
             .into_iter()
             .filter_map(|v| IptablesTools::find(v).ok())
             .collect();
-        let state_path = FirewallState::path_for(lock.path());
-        Ok(NftablesDriver { nft, lock, state_path, iptables })
+        Ok(NftablesDriver { nft, lock, iptables })
+    }
+
+    /// The state file of the calling thread's network namespace.
+    fn state_path(&self) -> PathBuf {
+        FirewallState::path_for(self.lock.path())
     }
 
     /// minirun's table, or None when there is none.
@@ -260,13 +360,6 @@ impl NftablesDriver {
         let mut script = commands.join("\n");
         script.push('\n');
         run(&self.nft, &["-f", "-"], Some(&script)).map(|_| ())
-    }
-
-    /// `apply`, printing what was added with its handle (`parse_echo`).
-    fn apply_echo(&self, commands: &[String]) -> Result<String, FirewallError> {
-        let mut script = commands.join("\n");
-        script.push('\n');
-        run(&self.nft, &["--echo", "--handle", "-f", "-"], Some(&script)).map(|r| r.stdout)
     }
 
     /// Applies `plan(listing)` as one batch; if that fails, lists again and
@@ -330,28 +423,31 @@ impl NftablesDriver {
     }
 }
 
+/// Everything tagged for `net` (its ports' elements too), or the whole
+/// table when no other network is left.
 fn teardown_plan(listing: Option<&Listing>, net: &NetworkRules) -> Vec<String> {
     let Some(l) = listing else { return Vec::new() };
     if !l.others_than(&net.network) {
         return vec![format!("delete table {FAMILY} {TABLE}")];
     }
-    let mut cmds: Vec<String> = l
-        .rules
-        .iter()
-        .filter(|r| r.comment.as_deref().and_then(parse_tag).and_then(|t| t.network().map(|n| n == net.network)) == Some(true))
-        .map(|r| delete_rule(&r.chain, r.handle))
-        .collect();
-    for (name, comment) in &l.elements {
-        if *name == net.bridge || comment.as_deref() == Some(network_tag(&net.network).as_str()) {
-            cmds.push(format!("delete element {FAMILY} {TABLE} {SET_BRIDGES} {{ {} }}", quoted(name)));
+    let ours = |c: Option<&str>| c.and_then(parse_tag).and_then(|t| t.network().map(|n| n == net.network)) == Some(true);
+    let mut cmds: Vec<String> =
+        l.rules.iter().filter(|r| ours(r.comment.as_deref())).map(|r| delete_rule(&r.chain, r.handle)).collect();
+    for (set, key, comment) in &l.elements {
+        if ours(comment.as_deref()) || (set == SET_BRIDGES && *key == quoted(&net.bridge)) {
+            cmds.push(delete_element(set, key));
         }
     }
     cmds
 }
 
+/// Everything carrying exactly `tag`.
 fn remove_tag_plan(listing: Option<&Listing>, tag: &str) -> Vec<String> {
     let Some(l) = listing else { return Vec::new() };
-    l.rules.iter().filter(|r| r.comment.as_deref() == Some(tag)).map(|r| delete_rule(&r.chain, r.handle)).collect()
+    let mut cmds: Vec<String> =
+        l.rules.iter().filter(|r| r.comment.as_deref() == Some(tag)).map(|r| delete_rule(&r.chain, r.handle)).collect();
+    cmds.extend(l.elements.iter().filter(|(_, _, c)| c.as_deref() == Some(tag)).map(|(s, k, _)| delete_element(s, k)));
+    cmds
 }
 
 impl FirewallDriver for NftablesDriver {
@@ -362,33 +458,61 @@ impl FirewallDriver for NftablesDriver {
     fn setup_network(&self, net: &NetworkRules) -> Result<(), FirewallError> {
         validate_network(net)?;
         let _guard = self.lock.acquire()?;
-        let listing = self.list()?.unwrap_or_default();
-        let mut cmds = skeleton();
-        for (chain, rule, insert) in base_rules() {
-            let present = listing.rules.iter().any(|r| r.chain == chain && r.comment.as_deref() == Some(BASE_TAG));
-            if !present {
-                let verb = if insert { "insert" } else { "add" };
+        let listing = match run(&self.nft, &["-a", "-s", "list", "table", FAMILY, TABLE], None) {
+            Ok(out) => Some(parse_text_listing(&out.stdout)),
+            Err(FirewallError::Command { stderr, .. }) if stderr.contains("No such file or directory") => None,
+            Err(e) => return Err(e),
+        };
+        let l = listing.clone().unwrap_or_default();
+        let mut cmds = Vec::new();
+        for (chain, rules) in base_rules() {
+            let present: Vec<&(String, String, Option<String>, u64)> =
+                l.rules.iter().filter(|r| r.0 == chain && r.2.as_deref() == Some(BASE_TAG)).collect();
+            if present.iter().map(|r| &r.1).eq(rules.iter()) {
+                continue;
+            }
+            // Missing, extra or different: put them back as they should be.
+            cmds.extend(present.iter().map(|r| delete_rule(&r.0, r.3)));
+            let (verb, mut rules) = if chain == FORWARD { ("insert", rules) } else { ("add", rules) };
+            if verb == "insert" {
+                rules.reverse(); // each goes on top
+            }
+            for rule in rules {
                 cmds.push(format!("{verb} rule {FAMILY} {TABLE} {chain} {rule} comment {}", quoted(BASE_TAG)));
             }
         }
-        // The network's rules are replaced in the same transaction, so a
-        // second call leaves them as they were, once.
+        // The network's rules: left alone when they are exactly what they
+        // should be, else replaced in the same transaction.
         let tag = network_tag(&net.network);
-        for r in listing.rules.iter().filter(|r| r.comment.as_deref() == Some(tag.as_str())) {
-            cmds.push(delete_rule(&r.chain, r.handle));
+        let existing: Vec<&(String, String, Option<String>, u64)> =
+            l.rules.iter().filter(|r| r.2.as_deref() == Some(tag.as_str())).collect();
+        let mut have: Vec<(String, String)> = existing.iter().map(|r| (r.0.clone(), r.1.clone())).collect();
+        let mut want: Vec<(String, String)> = network_rules(net).into_iter().map(|(c, r)| (c.to_string(), r)).collect();
+        have.sort();
+        want.sort();
+        if have != want {
+            cmds.extend(existing.iter().map(|r| delete_rule(&r.0, r.3)));
+            cmds.extend(network_rules(net).iter().map(|(chain, rule)| add_rule(chain, rule, &tag)));
         }
-        for (chain, rule) in network_rules(net) {
-            cmds.push(add_rule(chain, &rule, &tag));
+        let element = format!("{} comment {}", quoted(&net.bridge), quoted(&tag));
+        if !l.elements.iter().any(|(set, e)| set == SET_BRIDGES && *e == element) {
+            cmds.push(format!("add element {FAMILY} {TABLE} {SET_BRIDGES} {{ {element} }}"));
         }
-        cmds.push(format!("add element {FAMILY} {TABLE} {SET_BRIDGES} {{ {} comment {} }}", quoted(&net.bridge), quoted(&tag)));
-        let echoed = self.apply_echo(&cmds)?;
-        // Recipes made in another incarnation of the table are worthless.
-        let table_handle = listing.table_handle.or(parse_echo(&echoed).0);
-        let mut st = FirewallState::load_or_default(&self.state_path);
-        if st.nft_table_handle != table_handle {
-            st.forget_ports(BACKEND_ID, None);
-            st.nft_table_handle = table_handle;
-            st.store(&self.state_path)?;
+        let skeleton_there = [FORWARD, ISOLATION, PREROUTING, OUTPUT, POSTROUTING, PORTS, SET_BRIDGES, MAP_DNAT_ANY, MAP_DNAT_IP, SET_PUBLISHED]
+            .iter()
+            .all(|o| l.objects.iter().any(|x| x == o));
+        if !cmds.is_empty() || !skeleton_there {
+            let mut all = skeleton();
+            all.extend(cmds);
+            self.apply(&all)?;
+        }
+        // Recipes made for an earlier incarnation of the table are worthless.
+        if listing.is_none() {
+            let mut st = FirewallState::load_or_default(&self.state_path());
+            if st.ports.keys().any(|k| k.starts_with(BACKEND_ID)) {
+                st.forget_ports(BACKEND_ID, None);
+                st.store(&self.state_path())?;
+            }
         }
         self.ensure_coexistence_rules()
     }
@@ -397,22 +521,19 @@ impl FirewallDriver for NftablesDriver {
         validate_network(net)?;
         let _guard = self.lock.acquire()?;
         let listing = self.list()?;
-        let last = listing.as_ref().map_or(true, |l| !l.others_than(&net.network));
+        let last = !matches!(&listing, Some(l) if l.others_than(&net.network));
         let mut errors = Vec::new();
         if let Err(e) = self.apply_or_one_by_one("teardown_network", listing, |l| teardown_plan(l, net)) {
             errors.push(e);
         }
-        let mut st = FirewallState::load_or_default(&self.state_path);
+        let mut st = FirewallState::load_or_default(&self.state_path());
         let before = st.clone();
+        st.forget_ports(BACKEND_ID, if last { None } else { Some(&net.network) });
         if last {
-            st.forget_ports(BACKEND_ID, None);
-            st.nft_table_handle = None;
             self.remove_coexistence_rules(&mut errors);
-        } else {
-            st.forget_ports(BACKEND_ID, Some(&net.network));
         }
         if st != before {
-            if let Err(e) = st.store(&self.state_path) {
+            if let Err(e) = st.store(&self.state_path()) {
                 errors.push(e);
             }
         }
@@ -424,39 +545,32 @@ impl FirewallDriver for NftablesDriver {
         if ports.is_empty() {
             return Ok(());
         }
-        let rules = port_rules(net, ports);
-        let cmds: Vec<String> = rules.iter().map(|(c, r, t)| add_rule(c, r, t)).collect();
+        let elements = port_elements(net, ports);
+        let cmds: Vec<String> = elements.iter().map(add_element).collect();
         let _guard = self.lock.acquire()?;
-        // The recipes are incomplete until the handles are known.
-        let mut st = FirewallState::load_or_default(&self.state_path);
+        // The removal recipe first (the keys are known), so that it is
+        // never short of what is in the kernel.
+        let mut st = FirewallState::load_or_default(&self.state_path());
         let before = st.clone();
-        for (_, _, tag) in &rules {
-            st.ports.entry(port_key(BACKEND_ID, tag)).or_default().complete = false;
+        for (set, key, _, tag) in &elements {
+            // A key is deleted by value, whoever's it is: it must be in one
+            // recipe only (a stale one, of a container never removed, loses it).
+            let entry = (set.to_string(), key.clone());
+            let mine = port_key(BACKEND_ID, tag);
+            for (_, rec) in st.ports.iter_mut().filter(|(k, _)| k.starts_with(BACKEND_ID) && **k != mine) {
+                rec.rules.retain(|e| *e != entry);
+            }
+            let rec = st.ports.entry(port_key(BACKEND_ID, tag)).or_default();
+            if !rec.rules.contains(&entry) {
+                rec.rules.push(entry);
+            }
+            rec.complete = true;
         }
-        st.store(&self.state_path)?;
+        st.store(&self.state_path())?;
         // One transaction: all of it or none of it.
-        let echoed = match self.apply_echo(&cmds) {
-            Ok(out) => out,
-            Err(e) => {
-                let _ = before.store(&self.state_path);
-                return Err(e);
-            }
-        };
-        let (_, added) = parse_echo(&echoed);
-        let mut st = before;
-        if added.len() == rules.len() && st.nft_table_handle.is_some() {
-            for (chain, handle, tag) in added {
-                let rec = st.ports.entry(port_key(BACKEND_ID, &tag)).or_default();
-                rec.rules.push((chain, handle.to_string()));
-                rec.complete = true;
-            }
-        } else {
-            // Echo not understood: no recipe, removal will list.
-            for (_, _, tag) in &rules {
-                st.ports.insert(port_key(BACKEND_ID, tag), PortRecord::default());
-            }
-        }
-        st.store(&self.state_path)
+        self.apply(&cmds).inspect_err(|_| {
+            let _ = before.store(&self.state_path());
+        })
     }
 
     fn remove_ports(&self, net: &NetworkRules, container_id: &str) -> Result<(), FirewallError> {
@@ -464,15 +578,15 @@ impl FirewallDriver for NftablesDriver {
         validate_container_id(container_id)?;
         let tag = port_tag(&net.network, container_id);
         let _guard = self.lock.acquire()?;
-        let mut st = FirewallState::load_or_default(&self.state_path);
+        let mut st = FirewallState::load_or_default(&self.state_path());
         let key = port_key(BACKEND_ID, &tag);
-        // One batch by handle from the recipe; if it does not fit the table
-        // any more (it fails as a whole), find the rules by their tag.
+        // One batch from the recipe; if it does not fit the table any more
+        // (it then fails as a whole), find the elements by their tag.
         let recipe: Option<Vec<String>> = st
             .ports
             .get(&key)
             .filter(|r| r.complete && !r.rules.is_empty())
-            .map(|r| r.rules.iter().map(|(chain, h)| format!("delete rule {FAMILY} {TABLE} {chain} handle {h}")).collect());
+            .map(|r| r.rules.iter().map(|(set, k)| delete_element(set, k)).collect());
         let by_recipe = recipe.is_some_and(|cmds| self.apply(&cmds).is_ok());
         let result = if by_recipe {
             Ok(())
@@ -480,7 +594,7 @@ impl FirewallDriver for NftablesDriver {
             self.list().and_then(|l| self.apply_or_one_by_one("remove_ports", l, |l| remove_tag_plan(l, &tag)))
         };
         if st.ports.remove(&key).is_some() {
-            st.store(&self.state_path)?;
+            st.store(&self.state_path())?;
         }
         result
     }
@@ -504,19 +618,26 @@ impl FirewallDriver for NftablesDriver {
     }
 }
 
-/// `nft list table` text as one line per rule, chain hook and set:
-/// `ip minirun FORWARD: iifname "br0" ... comment "minirun:n1"`.
+/// `nft list table` text as one line per rule, chain hook and element:
+/// `ip minirun FORWARD: iifname "br0" ... comment "minirun:n1"`,
+/// `ip minirun map dnat_any: tcp . 8080 comment "minirun:n1:c1" : 10.0.0.2 . 80`.
 pub(crate) fn flatten_listing(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut block: Option<String> = None;
+    let mut block = String::new();
     let mut elements: Option<String> = None;
+    let push_elements = |block: &str, acc: &str, out: &mut Vec<String>| {
+        let inner = acc.trim_start_matches("elements = {").trim_end_matches('}');
+        for e in inner.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            out.push(format!("{FAMILY} {TABLE} {block}: {e}"));
+        }
+    };
     for raw in text.lines() {
         let line = raw.trim();
         if let Some(acc) = elements.as_mut() {
             acc.push(' ');
             acc.push_str(line);
             if line.ends_with('}') {
-                out.push(format!("{FAMILY} {TABLE} {}: {}", block.as_deref().unwrap_or("?"), acc));
+                push_elements(&block, acc, &mut out);
                 elements = None;
             }
             continue;
@@ -524,24 +645,22 @@ pub(crate) fn flatten_listing(text: &str) -> Vec<String> {
         if line.is_empty() || line == "}" || line.starts_with("table ") {
             continue;
         }
-        if let Some(name) = line.strip_prefix("chain ").and_then(|r| r.strip_suffix(" {")) {
-            block = Some(name.to_string());
-        } else if let Some(name) = line.strip_prefix("set ").and_then(|r| r.strip_suffix(" {")) {
-            block = Some(format!("set {name}"));
+        if let Some(name) = line.strip_suffix(" {") {
+            block = name.strip_prefix("chain ").unwrap_or(name).to_string();
         } else if line.starts_with("elements = {") {
             if line.ends_with('}') {
-                out.push(format!("{FAMILY} {TABLE} {}: {line}", block.as_deref().unwrap_or("?")));
+                push_elements(&block, line, &mut out);
             } else {
                 elements = Some(line.to_string());
             }
-        } else if !block.as_deref().unwrap_or("").starts_with("set ") {
-            out.push(format!("{FAMILY} {TABLE} {}: {line}", block.as_deref().unwrap_or("?")));
+        } else if !(block.starts_with("set ") || block.starts_with("map ")) {
+            out.push(format!("{FAMILY} {TABLE} {block}: {line}"));
         }
     }
     out
 }
 
-/// A rule's tag, for callers that only have the listed text.
+/// A listed rule's or element's tag.
 pub fn tag_of_listed(line: &str) -> Option<&str> {
     let i = line.rfind("comment \"")?;
     let rest = &line[i + 9..];
@@ -563,68 +682,97 @@ mod tests {
         let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"table": {"family": "ip", "name": "minirun", "handle": 2}},
           {"set": {"family": "ip", "name": "bridges", "table": "minirun", "type": "ifname", "handle": 2,
                    "elem": [{"elem": {"val": "br0", "comment": "minirun:n1"}}, "br9"]}},
+          {"map": {"family": "ip", "name": "dnat_any", "table": "minirun", "type": ["inet_proto", "inet_service"], "handle": 4, "map": "ipv4_addr . inet_service",
+                   "elem": [[{"elem": {"val": {"concat": ["tcp", 8080]}, "comment": "minirun:n2:c1"}}, {"concat": ["10.0.0.2", 80]}]]}},
+          {"set": {"family": "ip", "name": "published", "table": "minirun", "type": ["ipv4_addr", "inet_proto", "inet_service"], "handle": 6,
+                   "elem": [{"elem": {"val": {"concat": ["10.0.0.2", "udp", 53]}, "comment": "minirun:n1:c1"}}]}},
           {"chain": {"family": "ip", "table": "minirun", "name": "FORWARD", "handle": 1, "type": "filter", "hook": "forward", "prio": -1, "policy": "accept"}},
           {"rule": {"family": "ip", "table": "minirun", "chain": "FORWARD", "handle": 3, "comment": "minirun:n1", "expr": []}},
-          {"rule": {"family": "ip", "table": "minirun", "chain": "FORWARD", "handle": 5, "comment": "minirun:n2:c1", "expr": []}},
           {"rule": {"family": "ip", "table": "minirun", "chain": "FORWARD", "handle": 6, "expr": []}}]}"#;
         let l = parse_listing(json).unwrap();
         assert_eq!(l.chains, ["FORWARD"]);
-        assert_eq!(l.rules.len(), 3);
-        assert_eq!(l.elements, [("br0".to_string(), Some("minirun:n1".to_string())), ("br9".to_string(), None)]);
+        assert_eq!(l.rules.len(), 2);
+        let e = |s: &str, k: &str, c: Option<&str>| (s.to_string(), k.to_string(), c.map(str::to_string));
+        assert_eq!(
+            l.elements,
+            [
+                e("bridges", "\"br0\"", Some("minirun:n1")),
+                e("bridges", "\"br9\"", None),
+                e("dnat_any", "tcp . 8080", Some("minirun:n2:c1")),
+                e("published", "10.0.0.2 . udp . 53", Some("minirun:n1:c1")),
+            ]
+        );
         assert!(l.others_than("n1"));
         assert!(l.others_than("n2"));
-        assert_eq!(remove_tag_plan(Some(&l), "minirun:n2:c1"), ["delete rule ip minirun FORWARD handle 5"]);
-        let t = teardown_plan(Some(&l), &net(false));
-        assert_eq!(t, ["delete rule ip minirun FORWARD handle 3", "delete element ip minirun bridges { \"br0\" }"]);
+        assert_eq!(remove_tag_plan(Some(&l), "minirun:n2:c1"), ["delete element ip minirun dnat_any { tcp . 8080 }"]);
+        assert_eq!(
+            teardown_plan(Some(&l), &net(false)),
+            [
+                "delete rule ip minirun FORWARD handle 3",
+                "delete element ip minirun bridges { \"br0\" }",
+                "delete element ip minirun published { 10.0.0.2 . udp . 53 }",
+            ]
+        );
     }
 
     #[test]
-    fn rule_text() {
+    fn rule_and_element_text() {
         let rules = network_rules(&net(false));
         assert!(rules.contains(&(FORWARD, "iifname \"br0\" meta mark set meta mark | 0x01000000 accept".into())));
-        assert!(network_rules(&net(true)).iter().all(|(c, _)| *c != POSTROUTING));
-        let p = PortRule {
+        assert!(network_rules(&net(true)).iter().all(|(c, r)| *c != POSTROUTING && !r.contains("@published")));
+        let p = |host: Option<&str>, hport| PortRule {
             container_id: "c1".into(),
             container_ip: "10.0.0.2".parse().unwrap(),
-            host_ip: Some("192.0.2.1".parse().unwrap()),
-            host_port: 8080,
+            host_ip: host.map(|h| h.parse().unwrap()),
+            host_port: hport,
             container_port: 53,
             protocol: Proto::Udp,
         };
-        let rules = port_rules(&net(false), &[p.clone(), p]);
-        assert_eq!(rules.len(), 3);
-        assert_eq!(rules[0].1, "ip daddr 192.0.2.1 udp dport 8080 dnat to 10.0.0.2:53");
-        assert_eq!(add_rule(rules[0].0, &rules[0].1, &rules[0].2), "add rule ip minirun PORTS ip daddr 192.0.2.1 udp dport 8080 dnat to 10.0.0.2:53 comment \"minirun:n1:c1\"");
+        let els = port_elements(&net(false), &[p(Some("192.0.2.1"), 8080), p(None, 8081), p(None, 8081)]);
+        let cmds: Vec<String> = els.iter().map(add_element).collect();
+        assert_eq!(
+            cmds,
+            [
+                "add element ip minirun dnat_ip { 192.0.2.1 . udp . 8080 comment \"minirun:n1:c1\" : 10.0.0.2 . 53 }",
+                "add element ip minirun published { 10.0.0.2 . udp . 53 comment \"minirun:n1:c1\" }",
+                "add element ip minirun dnat_any { udp . 8081 comment \"minirun:n1:c1\" : 10.0.0.2 . 53 }",
+            ]
+        );
         assert_eq!(coexistence_rule(), "-m mark --mark 0x1000000/0x1000000 -m comment --comment minirun -j ACCEPT");
     }
 
     #[test]
+    fn parses_text_listing() {
+        let text = "table ip minirun { # handle 7\n\tset bridges { # handle 3\n\t\ttype ifname\n\t\telements = { \"br0\" comment \"minirun:n1\",\n\t\t\t     \"br1\" comment \"minirun:n2\" }\n\t}\n\n\tmap dnat_any { # handle 4\n\t\ttype inet_proto . inet_service : ipv4_addr . inet_service\n\t}\n\n\tchain FORWARD { # handle 1\n\t\ttype filter hook forward priority filter - 1; policy accept;\n\t\tjump ISOLATION comment \"minirun\" # handle 9\n\t\tiifname \"br0\" meta mark set meta mark | 0x01000000 accept comment \"minirun:n1\" # handle 12\n\t}\n}\n";
+        let l = parse_text_listing(text);
+        assert_eq!(l.objects, ["bridges", "dnat_any", "FORWARD"]);
+        assert_eq!(
+            l.elements,
+            [
+                ("bridges".to_string(), "\"br0\" comment \"minirun:n1\"".to_string()),
+                ("bridges".to_string(), "\"br1\" comment \"minirun:n2\"".to_string())
+            ]
+        );
+        assert_eq!(l.rules.len(), 2);
+        assert_eq!(l.rules[0], ("FORWARD".to_string(), "jump ISOLATION".to_string(), Some("minirun".to_string()), 9));
+        assert_eq!(network_rules(&net(false)).iter().filter(|(_, r)| *r == l.rules[1].1).count(), 1);
+    }
+
+    #[test]
     fn flattens_text_listing() {
-        let text = "table ip minirun {\n\tset bridges {\n\t\ttype ifname\n\t\telements = { \"br0\" comment \"minirun:n1\",\n\t\t\t     \"br1\" comment \"minirun:n2\" }\n\t}\n\n\tchain FORWARD {\n\t\ttype filter hook forward priority filter - 1; policy accept;\n\t\tjump ISOLATION comment \"minirun\"\n\t}\n}\n";
+        let text = "table ip minirun {\n\tset bridges {\n\t\ttype ifname\n\t\telements = { \"br0\" comment \"minirun:n1\",\n\t\t\t     \"br1\" comment \"minirun:n2\" }\n\t}\n\n\tmap dnat_any {\n\t\ttype inet_proto . inet_service : ipv4_addr . inet_service\n\t\telements = { tcp . 8080 comment \"minirun:n1:c1\" : 10.0.0.2 . 80 }\n\t}\n\n\tchain FORWARD {\n\t\ttype filter hook forward priority filter - 1; policy accept;\n\t\tjump ISOLATION comment \"minirun\"\n\t}\n}\n";
         let lines = flatten_listing(text);
         assert_eq!(
             lines,
             [
-                "ip minirun set bridges: elements = { \"br0\" comment \"minirun:n1\", \"br1\" comment \"minirun:n2\" }",
+                "ip minirun set bridges: \"br0\" comment \"minirun:n1\"",
+                "ip minirun set bridges: \"br1\" comment \"minirun:n2\"",
+                "ip minirun map dnat_any: tcp . 8080 comment \"minirun:n1:c1\" : 10.0.0.2 . 80",
                 "ip minirun FORWARD: type filter hook forward priority filter - 1; policy accept;",
                 "ip minirun FORWARD: jump ISOLATION comment \"minirun\"",
             ]
         );
-        assert_eq!(tag_of_listed(&lines[2]), Some("minirun"));
-    }
-
-    #[test]
-    fn parses_echo() {
-        let text = "add table ip minirun # handle 4\nadd chain ip minirun PORTS # handle 2\n\
-            add rule ip minirun PORTS tcp dport 80 dnat to 10.0.0.2:80 comment \"minirun:a:c1\" # handle 9\n\
-            add rule ip minirun FORWARD ip daddr 10.0.0.2 accept comment \"minirun:a:c2\" # handle 10\n\
-            # new generation 3 by process 1 (nft)\n";
-        let (t, rules) = parse_echo(text);
-        assert_eq!(t, Some(4));
-        assert_eq!(
-            rules,
-            [("PORTS".to_string(), 9, "minirun:a:c1".to_string()), ("FORWARD".to_string(), 10, "minirun:a:c2".to_string())]
-        );
-        assert_eq!(parse_echo("add chain ip minirun X # handle 1\n").0, None);
+        assert_eq!(tag_of_listed(&lines[4]), Some("minirun"));
+        assert_eq!(tag_of_listed(&lines[2]), Some("minirun:n1:c1"));
     }
 }

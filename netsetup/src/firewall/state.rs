@@ -2,18 +2,16 @@
 //!
 //! **Removal recipes.** Finding a container's rules by their tag means
 //! listing every rule (iptables-save, `nft list`), which costs more the more
-//! containers there are, and an nftables listing decodes every rule. So
-//! `add_ports` keeps, per tag, how to delete exactly what it added: the
-//! iptables `-A` lines (deleted by spec with `-D`), or the nftables rule
-//! handles. `remove_ports` then is one batch, one process. A recipe that no
-//! longer matches the kernel (rules deleted by hand, a crash half-way) makes
-//! that batch fail as a whole, and the removal falls back to the listing.
-//! iptables records the lines before applying them, so a recipe is never
-//! short of what is in the kernel; nftables learns its handles only from the
-//! applied batch (`nft --echo`), so it marks the recipe incomplete first.
-//! Rule handles are unique for the life of a table, and table handles for
-//! the life of the network namespace: `setup_network` drops the recipes if
-//! `ip minirun` is not the table they were made in.
+//! containers there are. So `add_ports` keeps, per tag, how to delete
+//! exactly what it is adding, written before the batch is applied so that
+//! a recipe is never short of what is in the kernel: the iptables `-A` lines
+//! (deleted by spec with `-D`, the tag being part of the spec), or the keys
+//! of the nftables map and set elements. `remove_ports` then is one batch,
+//! one process. A recipe that no longer fits the kernel (rules deleted by
+//! hand, a crash half-way) makes that batch fail as a whole, and the removal
+//! falls back to listing and matching tags. nftables deletes elements by key,
+//! whoever's they are, so a key lives in one recipe only, the last one to
+//! add it, and the recipes go when `setup_network` has to create the table.
 //!
 //! **What iptables-nft created.** Which iptables-nft tables and base
 //! chains minirun brought into existence.
@@ -28,8 +26,12 @@
 //! instantiated in a network namespace, stay until it goes, and are
 //! invisible to nft.)
 //!
-//! A JSON file beside the lock file (`firewall-state.json`), read and
-//! written under the lock.
+//! A JSON file beside the lock file, read and written under the lock. The
+//! tables it describes belong to one network namespace in one boot, while
+//! the lock file is shared by every minirun (a test in a namespace of its
+//! own too), so the file is per network namespace,
+//! `firewall-state.<netns cookie>.json`, and says which boot it is from;
+//! one from another boot reads as empty.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,6 +42,9 @@ use super::FirewallError;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FirewallState {
+    /// The boot and network namespace the state is about (`scope`).
+    #[serde(default)]
+    pub scope: String,
     /// `ip` tables (nat, filter) iptables-nft created for minirun.
     #[serde(default)]
     pub created_tables: Vec<String>,
@@ -49,17 +54,14 @@ pub struct FirewallState {
     /// Removal recipes, by `port_key(backend, tag)`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ports: BTreeMap<String, PortRecord>,
-    /// The handle of the `ip minirun` table the nftables recipes belong to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nft_table_handle: Option<u64>,
 }
 
 /// How to remove one tag's rules in one batch.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortRecord {
-    /// iptables: (table, `-A` line); nftables: (chain, rule handle).
+    /// iptables: (table, `-A` line); nftables: (set or map, element key).
     pub rules: Vec<(String, String)>,
-    /// False from before a batch is applied until its handles are known.
+    /// False when there is no usable recipe (removal lists instead).
     pub complete: bool,
 }
 
@@ -69,18 +71,58 @@ pub fn port_key(backend: &str, tag: &str) -> String {
     format!("{backend} {tag}")
 }
 
+/// SO_NETNS_COOKIE (Linux 5.14): a network namespace's id, never reused
+/// within a boot (inode numbers are).
+#[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
+const SO_NETNS_COOKIE: libc::c_int = 71;
+#[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
+const SO_NETNS_COOKIE: libc::c_int = 0x50;
+
+/// The calling thread's network namespace: its cookie, or on kernels
+/// without one its inode number.
+fn netns_key() -> String {
+    // SAFETY: a socket we own, and a u64 buffer of the size we pass.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd >= 0 {
+            let mut cookie: u64 = 0;
+            let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+            let r = libc::getsockopt(fd, libc::SOL_SOCKET, SO_NETNS_COOKIE, &mut cookie as *mut u64 as *mut libc::c_void, &mut len);
+            libc::close(fd);
+            if r == 0 {
+                return cookie.to_string();
+            }
+        }
+    }
+    let link = std::fs::read_link("/proc/thread-self/ns/net").map(|p| p.display().to_string()).unwrap_or_default();
+    format!("ino{}", link.trim_start_matches("net:[").trim_end_matches(']'))
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
 impl FirewallState {
+    /// The state file for the calling thread's network namespace.
     pub fn path_for(lock_path: &Path) -> PathBuf {
-        lock_path.with_file_name("firewall-state.json")
+        lock_path.with_file_name(format!("firewall-state.{}.json", netns_key()))
     }
 
+    /// What this boot and network namespace are, as `scope` records it.
+    pub fn current_scope() -> String {
+        format!("{} {}", boot_id(), netns_key())
+    }
+
+    /// The state, empty if the file is absent or from another boot.
     pub fn load(path: &Path) -> Result<Self, FirewallError> {
         let perr = |detail: String| FirewallError::Parse { what: path.display().to_string(), detail };
-        match crate::ipam::lockfile::read_if_present(path) {
-            Ok(None) => Ok(FirewallState::default()),
-            Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| perr(e.to_string())),
-            Err(e) => Err(perr(e.to_string())),
-        }
+        let scope = Self::current_scope();
+        let st: FirewallState = match crate::ipam::lockfile::read_if_present(path) {
+            Ok(None) => FirewallState::default(),
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| perr(e.to_string()))?,
+            Err(e) => return Err(perr(e.to_string())),
+        };
+        Ok(if st.scope == scope { st } else { FirewallState { scope, ..Default::default() } })
     }
 
     /// Writes the state, or removes the file when there is nothing in it.
@@ -89,8 +131,15 @@ impl FirewallState {
         if self.is_empty() {
             return crate::ipam::lockfile::remove_if_present(path).map_err(err);
         }
-        let bytes = serde_json::to_vec_pretty(self).expect("state serialises");
-        crate::ipam::lockfile::write_atomic(path, &bytes).map_err(err)
+        let mut st = self.clone();
+        st.scope = Self::current_scope();
+        let bytes = serde_json::to_vec(&st).expect("state serialises");
+        // Replaced by rename, so a reader never sees half a file; not
+        // fsync'ed: what it describes, the kernel's tables, does not survive
+        // a power cut either, and fsync would cost each container start
+        // milliseconds on a disk-backed /run.
+        let tmp = path.with_file_name(".firewall-state.json.tmp");
+        std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, path)).map_err(err)
     }
 
     /// The state, or an empty one if the file is unreadable: the recipes
@@ -99,11 +148,11 @@ impl FirewallState {
         Self::load(path).unwrap_or_default()
     }
 
+    /// Nothing recorded (whatever the scope).
     pub fn is_empty(&self) -> bool {
         self.created_tables.is_empty()
             && self.created_chains.is_empty()
             && self.ports.is_empty()
-            && self.nft_table_handle.is_none()
     }
 
     /// Drops the recipes of `backend` for the ports of `network`, or for
@@ -143,8 +192,8 @@ mod tests {
     fn round_trips_and_vanishes_when_empty() {
         let dir = tempfile::tempdir().unwrap();
         let path = FirewallState::path_for(&dir.path().join("firewall.lock"));
-        assert_eq!(FirewallState::load(&path).unwrap(), FirewallState::default());
-        let mut s = FirewallState::default();
+        assert!(FirewallState::load(&path).unwrap().is_empty());
+        let mut s = FirewallState { scope: FirewallState::current_scope(), ..Default::default() };
         s.note_table("nat");
         s.note_chain("nat", "OUTPUT");
         s.note_chain("nat", "OUTPUT");
@@ -157,7 +206,7 @@ mod tests {
 
     #[test]
     fn forgets_ports_by_backend_and_network() {
-        let mut s = FirewallState::default();
+        let mut s = FirewallState { scope: FirewallState::current_scope(), ..Default::default() };
         for (b, t) in [("nftables", "minirun:a:c1"), ("nftables", "minirun:b:c2"), ("iptables-nft", "minirun:a:c3")] {
             s.ports.insert(port_key(b, t), PortRecord { rules: vec![("PORTS".into(), "7".into())], complete: true });
         }
@@ -170,6 +219,10 @@ mod tests {
         s.store(&path).unwrap();
         assert_eq!(FirewallState::load(&path).unwrap(), s);
         std::fs::write(&path, "{not json").unwrap();
-        assert_eq!(FirewallState::load_or_default(&path), FirewallState::default());
+        assert!(FirewallState::load_or_default(&path).is_empty());
+        // Another boot's state reads as empty.
+        std::fs::write(&path, r#"{"scope": "other-boot 1", "created_tables": ["nat"]}"#).unwrap();
+        assert!(FirewallState::load(&path).unwrap().is_empty());
+        assert!(FirewallState::path_for(&path).display().to_string().contains("firewall-state."));
     }
 }
