@@ -6,6 +6,7 @@
 //! (`firewall`).
 
 pub mod attach;
+pub mod container_files;
 pub mod firewall;
 pub mod ipam;
 mod loopback;
