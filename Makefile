@@ -6,7 +6,7 @@ BIN     := $(RELEASE)/minirun
 OCI_BIN := $(RELEASE)/minirun-runc
 SHARED  ?= ../shared
 
-.PHONY: all build deps test unit-test integration-test demo bench install uninstall test-cgroupv2 check-clients clippy clean
+.PHONY: all build deps test unit-test integration-test demo bench bench-network install uninstall test-cgroupv2 check-clients clippy clean
 
 all: build
 
@@ -37,6 +37,11 @@ demo: deps build
 
 bench: deps build
 	$(SHARED)/bench/lifecycle.sh $(CURDIR)/$(OCI_BIN) crun runc
+
+# minirun's network set-up, then netavark's and CNI's (the anchors) right after.
+bench-network: deps build
+	scripts/bench-network.sh $(CURDIR)/$(BIN)
+	ANCH_NET_REPS=10 $(SHARED)/bench/netsetup.sh
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/minirun
