@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxRdma, LinuxResources};
+use std::path::Path;
 
-use super::CgroupError;
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxRdma, LinuxResources};
+
+use super::{files, CgroupError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Controller {
@@ -292,4 +294,28 @@ mod tests {
         assert_eq!(device_numbers("x", 8, 0).unwrap(), "8:0");
         assert!(device_numbers("x", -1, 0).is_err());
     }
+}
+
+/// hugetlb limits, the same on both hierarchies but for the file names
+/// (`hugetlb.<size>.<limit_file>`) and how "no limit" is written.
+pub(super) fn write_hugetlb(dir: &Path, limits: &[LinuxHugepageLimit], limit_file: &str, unlimited: &str) -> Result<(), CgroupError> {
+    for h in limits {
+        let size = hugepage_size(h.page_size())?;
+        let file = format!("hugetlb.{size}.{limit_file}");
+        if !files::exists(dir, &file) {
+            return Err(CgroupError::Unavailable {
+                resource: format!("linux.resources.hugepageLimits[{size}]"),
+                reason: format!("this kernel has no {size} huge pages ({file} is missing)"),
+            });
+        }
+        let value = if h.limit() < 0 { unlimited.to_owned() } else { h.limit().to_string() };
+        files::write(dir, &file, &value)?;
+        // Reservations (5.7+) must be limited too, or a task can reserve
+        // more pages than it may fault in.
+        let rsvd = format!("hugetlb.{size}.rsvd.{limit_file}");
+        if files::exists(dir, &rsvd) {
+            files::write(dir, &rsvd, &value)?;
+        }
+    }
+    Ok(())
 }

@@ -464,29 +464,7 @@ fn blkio(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
 }
 
 fn hugetlb(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<(), CgroupError> {
-    for h in limits {
-        let size = resources::hugepage_size(h.page_size())?;
-        let file = format!("hugetlb.{size}.limit_in_bytes");
-        if !files::exists(dir, &file) {
-            return Err(CgroupError::Unavailable {
-                resource: format!("linux.resources.hugepageLimits[{size}]"),
-                reason: format!("this kernel has no {size} huge pages ({file} is missing)"),
-            });
-        }
-        let value = if h.limit() < 0 {
-            "-1".to_owned()
-        } else {
-            h.limit().to_string()
-        };
-        files::write(dir, &file, &value)?;
-        // Reservations (5.7+) must be limited too, or a task can reserve
-        // more pages than it may fault in.
-        let rsvd = format!("hugetlb.{size}.rsvd.limit_in_bytes");
-        if files::exists(dir, &rsvd) {
-            files::write(dir, &rsvd, &value)?;
-        }
-    }
-    Ok(())
+    resources::write_hugetlb(dir, limits, "limit_in_bytes", "-1")
 }
 
 fn net_cls(dir: &Path, n: &LinuxNetwork) -> Result<(), CgroupError> {

@@ -454,27 +454,7 @@ fn io(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
 }
 
 fn hugetlb(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<(), CgroupError> {
-    for h in limits {
-        let size = resources::hugepage_size(h.page_size())?;
-        let file = format!("hugetlb.{size}.max");
-        if !files::exists(dir, &file) {
-            return Err(CgroupError::Unavailable {
-                resource: format!("linux.resources.hugepageLimits[{size}]"),
-                reason: format!("this kernel has no {size} huge pages ({file} is missing)"),
-            });
-        }
-        let value = if h.limit() < 0 {
-            "max".to_owned()
-        } else {
-            h.limit().to_string()
-        };
-        files::write(dir, &file, &value)?;
-        let rsvd = format!("hugetlb.{size}.rsvd.max");
-        if files::exists(dir, &rsvd) {
-            files::write(dir, &rsvd, &value)?;
-        }
-    }
-    Ok(())
+    resources::write_hugetlb(dir, limits, "max", "max")
 }
 
 pub(super) fn freeze(dir: &Path) -> Result<(), CgroupError> {
