@@ -221,3 +221,56 @@ fn a_killed_container_lease_is_reclaimed_by_the_next_command() {
     net.ok(&["network", "rm", "mrtre"]);
     assert_nothing_left(net.root.path());
 }
+
+#[test]
+fn concurrent_attaches_get_distinct_addresses_and_detach_cleanly() {
+    require_root!();
+    enter_throwaway_netns();
+    let net = Net::new();
+    // Namespace holders stand in for containers: the point here is many
+    // minirun processes racing on one network's leases, bridge and rules.
+    let holders: Vec<std::process::Child> = (0..20).map(|_| Command::new("unshare").args(["--net", "sleep", "120"]).spawn().unwrap()).collect();
+    let pids: Vec<i32> = holders.iter().map(|h| h.id() as i32).collect();
+    // Killed and reaped by pid even when an assertion fails.
+    let _holders = minirun_tests::guard(move || {
+        for pid in &pids {
+            // SAFETY: signals and reaps only the holders this test started.
+            unsafe {
+                libc::kill(*pid, libc::SIGKILL);
+                libc::waitpid(*pid, std::ptr::null_mut(), 0);
+            }
+        }
+    });
+    let attaches: Vec<std::process::Child> = holders
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            Command::new(minirun_tests::minirun_bin())
+                .arg("--network-root")
+                .arg(net.root.path())
+                .args(["network", "attach", "bridge", "--netns", &format!("/proc/{}/ns/net", h.id()), "--id", &format!("mrtc{i}"), "--pid", &h.id().to_string(), "-p", &format!("{}:80", 28000 + i)])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut addresses = std::collections::BTreeSet::new();
+    for child in attaches {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", both(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        addresses.insert(json["address"].as_str().unwrap().to_string());
+    }
+    assert_eq!(addresses.len(), 20, "distinct addresses: {addresses:?}");
+    let detaches: Vec<std::process::Child> = (0..20)
+        .map(|i| Command::new(minirun_tests::minirun_bin()).arg("--network-root").arg(net.root.path()).args(["network", "detach", &format!("mrtc{i}")]).stderr(std::process::Stdio::piped()).spawn().unwrap())
+        .collect();
+    for child in detaches {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", both(&out));
+    }
+    drop(holders);
+    net.ok(&["network", "rm", "bridge"]);
+    assert_nothing_left(net.root.path());
+}
