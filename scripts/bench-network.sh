@@ -17,6 +17,7 @@ ip link set lo up
 root=$(mktemp -d /tmp/minirun-bench-net.XXXXXX)
 holders=()
 cleanup() {
+    set +e   # a holder already gone must not stop the others being killed
     for p in "${holders[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     rm -rf "$root"
 }
