@@ -13,7 +13,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::firewall::{self, Backend, FirewallDriver, FirewallError, NetworkRules, PortRule, Proto};
+use crate::firewall::{self, BackendChoice, DriverOptions, FirewallDriver, FirewallError, NetworkRules, PortRule, Proto};
 use crate::ipam::{Ipam, IpamError, LeaseOwner};
 use crate::netlink::{self, Netlink, NetlinkError};
 use crate::network::{Network, NetworkError, NetworkStore};
@@ -45,16 +45,17 @@ pub enum AttachError {
     Several(String),
 }
 
-/// Where networking keeps its state, and which firewall backend to use.
+/// Where networking keeps its state (networks, leases, attachments, and the
+/// firewall's lock and record), and which firewall backend to use.
 #[derive(Debug, Clone)]
 pub struct NetContext {
     pub state_root: PathBuf,
-    pub firewall: Option<Backend>,
+    pub firewall: BackendChoice,
 }
 
 impl Default for NetContext {
     fn default() -> Self {
-        NetContext { state_root: PathBuf::from("/var/lib/minirun/network"), firewall: None }
+        NetContext { state_root: PathBuf::from(crate::network::DEFAULT_ROOT), firewall: BackendChoice::default() }
     }
 }
 
@@ -151,8 +152,16 @@ impl NetContext {
         self.attachments_dir().join(format!("{}.json", host_veth_name(container_id)))
     }
 
+    /// The firewall's lock (and its record beside it) live under the state
+    /// root with everything else of this installation, so that removing a
+    /// state root removes them too.
     pub fn firewall(&self) -> Result<Box<dyn FirewallDriver>, AttachError> {
-        Ok(firewall::driver(self.firewall)?)
+        let options = DriverOptions {
+            backend: self.firewall.backend,
+            iptables_variant: self.firewall.iptables_variant,
+            lock_path: self.state_root.join("firewall.lock"),
+        };
+        Ok(firewall::driver_with(options)?)
     }
 
     /// The network by name; the default network is made on first use, on a

@@ -21,7 +21,7 @@ pub struct FrontCli {
     /// Where images (blobs and unpacked layers) are kept.
     #[arg(long, global = true, default_value = "/var/lib/minirun/images")]
     pub image_root: std::path::PathBuf,
-    /// iptables or nftables (default: detected).
+    /// auto, iptables, iptables-legacy, iptables-nft or nftables (default: auto).
     #[arg(long, global = true)]
     pub firewall_backend: Option<String>,
     #[command(subcommand)]

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use minirun_netsetup::attach::{AttachRequest, NetContext};
-use minirun_netsetup::firewall::Backend;
+use minirun_netsetup::firewall::BackendChoice;
 use minirun_netsetup::ipam::LeaseOwner;
 use minirun_netsetup::netlink::Netlink;
 use minirun_netsetup::ports::parse_port_spec;
@@ -62,10 +62,8 @@ pub enum NetworkCommand {
 
 fn context(cli: &FrontCli) -> Result<NetContext, String> {
     let firewall = match cli.firewall_backend.as_deref() {
-        None => None,
-        Some("iptables") => Some(Backend::Iptables),
-        Some("nftables") => Some(Backend::Nftables),
-        Some(other) => return Err(format!("unknown firewall backend {other:?} (iptables or nftables)")),
+        None => BackendChoice::default(),
+        Some(choice) => choice.parse::<BackendChoice>().map_err(|e| e.to_string())?,
     };
     Ok(NetContext { state_root: cli.network_root.clone(), firewall })
 }
