@@ -242,6 +242,30 @@ pub(super) fn rdma_lines(map: &HashMap<String, LinuxRdma>) -> Result<Vec<String>
     Ok(lines)
 }
 
+/// hugetlb limits, the same on both hierarchies but for the file names
+/// (`hugetlb.<size>.<limit_file>`) and how "no limit" is written.
+pub(super) fn write_hugetlb(dir: &Path, limits: &[LinuxHugepageLimit], limit_file: &str, unlimited: &str) -> Result<(), CgroupError> {
+    for h in limits {
+        let size = hugepage_size(h.page_size())?;
+        let file = format!("hugetlb.{size}.{limit_file}");
+        if !files::exists(dir, &file) {
+            return Err(CgroupError::Unavailable {
+                resource: format!("linux.resources.hugepageLimits[{size}]"),
+                reason: format!("this kernel has no {size} huge pages ({file} is missing)"),
+            });
+        }
+        let value = if h.limit() < 0 { unlimited.to_owned() } else { h.limit().to_string() };
+        files::write(dir, &file, &value)?;
+        // Reservations (5.7+) must be limited too, or a task can reserve
+        // more pages than it may fault in.
+        let rsvd = format!("hugetlb.{size}.rsvd.{limit_file}");
+        if files::exists(dir, &rsvd) {
+            files::write(dir, &rsvd, &value)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,28 +318,4 @@ mod tests {
         assert_eq!(device_numbers("x", 8, 0).unwrap(), "8:0");
         assert!(device_numbers("x", -1, 0).is_err());
     }
-}
-
-/// hugetlb limits, the same on both hierarchies but for the file names
-/// (`hugetlb.<size>.<limit_file>`) and how "no limit" is written.
-pub(super) fn write_hugetlb(dir: &Path, limits: &[LinuxHugepageLimit], limit_file: &str, unlimited: &str) -> Result<(), CgroupError> {
-    for h in limits {
-        let size = hugepage_size(h.page_size())?;
-        let file = format!("hugetlb.{size}.{limit_file}");
-        if !files::exists(dir, &file) {
-            return Err(CgroupError::Unavailable {
-                resource: format!("linux.resources.hugepageLimits[{size}]"),
-                reason: format!("this kernel has no {size} huge pages ({file} is missing)"),
-            });
-        }
-        let value = if h.limit() < 0 { unlimited.to_owned() } else { h.limit().to_string() };
-        files::write(dir, &file, &value)?;
-        // Reservations (5.7+) must be limited too, or a task can reserve
-        // more pages than it may fault in.
-        let rsvd = format!("hugetlb.{size}.rsvd.{limit_file}");
-        if files::exists(dir, &rsvd) {
-            files::write(dir, &rsvd, &value)?;
-        }
-    }
-    Ok(())
 }
