@@ -266,6 +266,18 @@ pub(super) fn write_hugetlb(dir: &Path, limits: &[LinuxHugepageLimit], limit_fil
     Ok(())
 }
 
+/// pids.max, the same file on both hierarchies; a limit of 0 or below
+/// means none.
+pub(super) fn write_pids(dir: &Path, pids: &oci_spec::runtime::LinuxPids) -> Result<(), CgroupError> {
+    let value = if pids.limit() > 0 { pids.limit().to_string() } else { "max".to_owned() };
+    files::write(dir, "pids.max", &value)
+}
+
+/// rdma.max, one line per device, the same on both hierarchies.
+pub(super) fn write_rdma(dir: &Path, rdma: &HashMap<String, LinuxRdma>) -> Result<(), CgroupError> {
+    rdma_lines(rdma)?.iter().try_for_each(|line| files::write(dir, "rdma.max", line))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -221,14 +221,7 @@ pub(super) fn apply(c: Controller, dir: &Path, r: &LinuxResources) -> Result<(),
             .map_or(Ok(()), |rules| devices::apply_v1(dir, rules).map(drop)),
         Controller::Memory => r.memory().as_ref().map_or(Ok(()), |m| memory(dir, m)),
         Controller::Cpu => r.cpu().as_ref().map_or(Ok(()), |cpu| self::cpu(dir, cpu)),
-        Controller::Pids => r.pids().as_ref().map_or(Ok(()), |p| {
-            let value = if p.limit() > 0 {
-                p.limit().to_string()
-            } else {
-                "max".to_owned()
-            };
-            files::write(dir, "pids.max", &value)
-        }),
+        Controller::Pids => r.pids().as_ref().map_or(Ok(()), |p| resources::write_pids(dir, p)),
         Controller::Blkio => r.block_io().as_ref().map_or(Ok(()), |b| blkio(dir, b)),
         Controller::Hugetlb => r
             .hugepage_limits()
@@ -236,11 +229,7 @@ pub(super) fn apply(c: Controller, dir: &Path, r: &LinuxResources) -> Result<(),
             .map_or(Ok(()), |h| hugetlb(dir, h)),
         Controller::NetCls => r.network().as_ref().map_or(Ok(()), |n| net_cls(dir, n)),
         Controller::NetPrio => r.network().as_ref().map_or(Ok(()), |n| net_prio(dir, n)),
-        Controller::Rdma => r.rdma().as_ref().map_or(Ok(()), |m| {
-            resources::rdma_lines(m)?
-                .iter()
-                .try_for_each(|line| files::write(dir, "rdma.max", line))
-        }),
+        Controller::Rdma => r.rdma().as_ref().map_or(Ok(()), |m| resources::write_rdma(dir, m)),
     }
 }
 

@@ -269,24 +269,13 @@ pub(super) fn apply(c: Controller, dir: &Path, r: &LinuxResources) -> Result<(),
             .map_or(Ok(()), |rules| devices::apply_v2(dir, rules)),
         Controller::Memory => r.memory().as_ref().map_or(Ok(()), |m| memory(dir, m)),
         Controller::Cpu => r.cpu().as_ref().map_or(Ok(()), |cpu| self::cpu(dir, cpu)),
-        Controller::Pids => r.pids().as_ref().map_or(Ok(()), |p| {
-            let value = if p.limit() > 0 {
-                p.limit().to_string()
-            } else {
-                "max".to_owned()
-            };
-            files::write(dir, "pids.max", &value)
-        }),
+        Controller::Pids => r.pids().as_ref().map_or(Ok(()), |p| resources::write_pids(dir, p)),
         Controller::Blkio => r.block_io().as_ref().map_or(Ok(()), |b| io(dir, b)),
         Controller::Hugetlb => r
             .hugepage_limits()
             .as_ref()
             .map_or(Ok(()), |h| hugetlb(dir, h)),
-        Controller::Rdma => r.rdma().as_ref().map_or(Ok(()), |m| {
-            resources::rdma_lines(m)?
-                .iter()
-                .try_for_each(|line| files::write(dir, "rdma.max", line))
-        }),
+        Controller::Rdma => r.rdma().as_ref().map_or(Ok(()), |m| resources::write_rdma(dir, m)),
         Controller::NetCls | Controller::NetPrio => Err(c.unavailable(format!(
             "cgroup v2 has no {} controller",
             c.v1_name()

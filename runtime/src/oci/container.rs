@@ -1,3 +1,4 @@
+use std::cell::OnceCell;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -14,13 +15,20 @@ use crate::hooks;
 pub struct Container {
     pub dir: ContainerDir,
     pub record: ContainerRecord,
+    /// Made on first use and kept: status, kill and destroy all need it,
+    /// and each making reads the host's mountinfo.
+    cgroup: OnceCell<Box<dyn CgroupManager>>,
 }
 
 impl Container {
     pub fn open(root: &Path, id: &str) -> Result<Self, OciError> {
         let dir = ContainerDir::open(root, id)?;
         let record = dir.load()?;
-        Ok(Container { dir, record })
+        Ok(Self::from_parts(dir, record))
+    }
+
+    pub(super) fn from_parts(dir: ContainerDir, record: ContainerRecord) -> Self {
+        Container { dir, record, cgroup: OnceCell::new() }
     }
 
     pub fn id(&self) -> &str {
@@ -45,7 +53,15 @@ impl Container {
         }
     }
 
-    pub fn cgroup(&self) -> Result<Box<dyn CgroupManager>, OciError> {
+    pub fn cgroup(&self) -> Result<&dyn CgroupManager, OciError> {
+        if self.cgroup.get().is_none() {
+            let _ = self.cgroup.set(self.new_cgroup_manager()?);
+        }
+        Ok(self.cgroup.get().expect("set just above").as_ref())
+    }
+
+    /// A manager of its own, for a caller that outlives this lock (`events`).
+    pub fn new_cgroup_manager(&self) -> Result<Box<dyn CgroupManager>, OciError> {
         Ok(cgroups::manager_for(self.record.cgroups_path.as_deref(), &self.record.id, self.record.systemd_cgroup)?)
     }
 

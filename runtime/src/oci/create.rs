@@ -56,9 +56,19 @@ pub(super) struct Created {
     pub init: SpawnedInit,
 }
 
+/// A bundle as read: its path, the config's exact bytes (kept as the
+/// container's copy, so that what exec later applies is what was checked
+/// here), the parsed config and the resolved rootfs.
+pub(super) struct LoadedBundle {
+    pub path: PathBuf,
+    pub config_bytes: Vec<u8>,
+    pub spec: Spec,
+    pub rootfs: PathBuf,
+}
+
 /// Loads and checks the bundle. Everything that can be refused is refused
 /// here, before any state exists.
-pub(super) fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec, PathBuf), OciError> {
+pub(super) fn load_bundle(bundle: &Path) -> Result<LoadedBundle, OciError> {
     let bundle = bundle.canonicalize().map_err(OciError::io(format!("bundle {}", bundle.display())))?;
     let config = bundle.join("config.json");
     // Parsed here rather than with Spec::load, whose errors drop serde's
@@ -78,11 +88,11 @@ pub(super) fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec, PathBuf), Oci
     if !rootfs.is_dir() {
         return Err(OciError::Config(format!("rootfs {} is not a directory", rootfs.display())));
     }
-    Ok((bundle, spec, rootfs))
+    Ok(LoadedBundle { path: bundle, config_bytes: text, spec, rootfs })
 }
 
 pub(super) fn create_container(cli: &OciCli, args: &CreateArgs, gate: GateKind) -> Result<Created, OciError> {
-    let (bundle, spec, rootfs) = load_bundle(&args.bundle)?;
+    let LoadedBundle { path: bundle, config_bytes, spec, rootfs } = load_bundle(&args.bundle)?;
     let mut process = spec.process().clone().expect("checked by load_bundle");
     let preserve_fds = args.preserve_fds + socket_activation(&mut process);
     let linux = spec.linux().as_ref();
@@ -95,7 +105,7 @@ pub(super) fn create_container(cli: &OciCli, args: &CreateArgs, gate: GateKind) 
 
     let dir = ContainerDir::create(&cli.root, &args.id)?;
     let mut undo = Undo { dir: &dir, cgroup: None, init: Cell::new(None), armed: Cell::new(true) };
-    std::fs::copy(bundle.join("config.json"), dir.config_copy()).map_err(OciError::io("copy config.json into state dir"))?;
+    std::fs::write(dir.config_copy(), &config_bytes).map_err(OciError::io("copy config.json into state dir"))?;
     let mut record = ContainerRecord {
         oci_version: spec.version().clone(),
         id: args.id.clone(),
@@ -123,8 +133,7 @@ pub(super) fn create_container(cli: &OciCli, args: &CreateArgs, gate: GateKind) 
         GateKind::Fifo => StartGate::Fifo(make_exec_fifo(&dir)?),
         GateKind::Channel => StartGate::Channel,
     };
-    let hook_state = oci_state_json(&record, Status::Created);
-    let mut creating_state = hook_state.clone();
+    let mut creating_state = oci_state_json(&record, Status::Created);
     creating_state["status"] = "creating".into();
     let plan = InitPlan {
         spec: &spec,
@@ -164,7 +173,7 @@ pub(super) fn create_container(cli: &OciCli, args: &CreateArgs, gate: GateKind) 
     }
     undo.armed.set(false);
     drop(undo);
-    Ok(Created { container: Container { dir, record }, init })
+    Ok(Created { container: Container::from_parts(dir, record), init })
 }
 
 /// What a failed create has made so far, released in reverse order on drop

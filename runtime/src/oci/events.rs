@@ -51,7 +51,7 @@ pub fn events(cli: &OciCli, args: &EventsArgs) -> Result<(), OciError> {
         if container.status() == Status::Stopped {
             return Err(OciError::WrongStatus { id: args.id.clone(), status: Status::Stopped, action: "no events from a stopped container" });
         }
-        container.cgroup()?
+        container.new_cgroup_manager()?
     };
     if args.stats {
         println!("{}", stats_event(&args.id, &cgroup.stats()?));

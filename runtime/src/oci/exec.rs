@@ -64,7 +64,7 @@ pub fn exec(cli: &OciCli, args: &ExecArgs) -> Result<i32, OciError> {
     let console = args.console_socket.as_deref().filter(|_| terminal).map(crate::console::connect).transpose().map_err(|e| OciError::Config(e.to_string()))?;
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
     let cgroup = container.cgroup()?;
-    let plan = JoinPlan { init_pid: container.init_pid(), process: &process, seccomp: seccomp.as_ref(), console, cgroup: cgroup.as_ref(), preserve_fds: args.preserve_fds };
+    let plan = JoinPlan { init_pid: container.init_pid(), process: &process, seccomp: seccomp.as_ref(), console, cgroup, preserve_fds: args.preserve_fds };
     // Forwarding starts before the fork, so no signal is lost in between.
     let forwarding = (!args.detach).then(SignalForwarding::install);
     let pid = spawn_in_container(plan).map_err(|e| match e {
