@@ -104,22 +104,7 @@ impl Runtime {
     }
 
     pub fn create_with(&self, bundle: &Bundle, id: &str, extra: &[&str]) -> Output {
-        self.track(id);
-        let stdout = std::fs::File::create(bundle.path().join("stdout")).unwrap();
-        let stderr = std::fs::File::create(bundle.path().join("stderr")).unwrap();
-        let status = self
-            .cmd()
-            .arg("create")
-            .arg("--bundle")
-            .arg(bundle.path())
-            .args(extra)
-            .arg(id)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .status()
-            .unwrap();
-        Output { status, stdout: Vec::new(), stderr: std::fs::read(bundle.path().join("stderr")).unwrap() }
+        self.create_global(&[], bundle, id, extra)
     }
 
     /// `run --detach`, stdio in files of the bundle as for `create`.

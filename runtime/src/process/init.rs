@@ -45,9 +45,9 @@ pub struct InitPlan<'a> {
 /// Runs the init and never returns.
 pub fn run(plan: InitPlan, channel: InitSide) -> ! {
     match prepare(&plan, &channel) {
-        Ok((executable, gate)) => {
+        Ok(executable) => {
             let mut started = None;
-            let err = start(&plan, executable, gate, &mut started);
+            let err = start(&plan, executable, &mut started);
             match started {
                 // `start` reads the fifo until EOF: what follows the gate byte is an error.
                 Some(mut writer) => {
@@ -71,7 +71,7 @@ pub fn run(plan: InitPlan, channel: InitSide) -> ! {
     }
 }
 
-fn prepare(plan: &InitPlan, channel: &InitSide) -> Result<(Executable, StartGate), String> {
+fn prepare(plan: &InitPlan, channel: &InitSide) -> Result<Executable, String> {
     close_inherited_fds(plan, channel);
     // If the runtime dies during set-up, so do we: nothing half-made survives.
     // SAFETY: prctl with integer arguments only.
@@ -140,17 +140,13 @@ fn prepare(plan: &InitPlan, channel: &InitSide) -> Result<(Executable, StartGate
     user_process::chdir(plan.process).map_err(|e| e.to_string())?;
     let executable = Executable::resolve(plan.process).map_err(|e| e.to_string())?;
 
-    let gate = match &plan.gate {
-        StartGate::Fifo(fd) => StartGate::Fifo(fd.try_clone().map_err(|e| format!("dup exec fifo: {e}"))?),
-        StartGate::Channel => StartGate::Channel,
-    };
-    if matches!(gate, StartGate::Fifo(_)) {
+    if matches!(plan.gate, StartGate::Fifo(_)) {
         // The runtime exits after Ready: from here on we must outlive it.
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
     }
     channel.send(&FromInit::Ready).map_err(|e| e.to_string())?;
-    if let StartGate::Channel = gate {
+    if let StartGate::Channel = plan.gate {
         match channel.recv().map_err(|e| e.to_string())? {
             ToInit::Start { detach } => {
                 if detach {
@@ -161,16 +157,16 @@ fn prepare(plan: &InitPlan, channel: &InitSide) -> Result<(Executable, StartGate
             other => return Err(format!("unexpected {other:?} instead of Start")),
         }
     }
-    Ok((executable, gate))
+    Ok(executable)
 }
 
 /// Past the gate: the startContainer hooks, the user switch, execve. The
 /// runtime learns that execve happened when the close-on-exec end it watches
 /// (the fifo writer or the channel) closes without an error on it.
-fn start(plan: &InitPlan, executable: Executable, gate: StartGate, started: &mut Option<std::fs::File>) -> user_process::UserProcessError {
-    let fail = |msg: String| user_process::UserProcessError::Exec { path: msg, source: nix::errno::Errno::EIO };
-    if let StartGate::Fifo(fd) = gate {
-        match wait_for_start(&fd) {
+fn start(plan: &InitPlan, executable: Executable, started: &mut Option<std::fs::File>) -> user_process::UserProcessError {
+    let fail = user_process::UserProcessError::Setup;
+    if let StartGate::Fifo(fd) = &plan.gate {
+        match wait_for_start(fd) {
             Ok(writer) => *started = Some(writer),
             Err(e) => return fail(format!("waiting for start: {e}")),
         }

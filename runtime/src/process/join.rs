@@ -116,7 +116,7 @@ fn wait_for_exec(child: Pid, report: OwnedFd) -> Result<Pid, JoinError> {
 }
 
 fn become_process(plan: &JoinPlan, joins: &[(File, CloneFlags)]) -> UserProcessError {
-    let fail = |what: &str, e: &dyn std::fmt::Display| UserProcessError::Exec { path: format!("{what}: {e}"), source: nix::errno::Errno::EIO };
+    let fail = |what: &str, e: &dyn std::fmt::Display| UserProcessError::Setup(format!("{what}: {e}"));
     // SAFETY: prctl with integer arguments only. See init.rs for why.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if let Err(e) = plan.cgroup.add_task(Pid::this()) {

@@ -37,6 +37,9 @@ pub enum UserProcessError {
     Seccomp(#[from] SeccompError),
     #[error("exec {path:?}: {source}")]
     Exec { path: String, source: nix::Error },
+    /// A step between the start gate and execve (hooks, namespaces, console).
+    #[error("{0}")]
+    Setup(String),
 }
 
 impl UserProcessError {
