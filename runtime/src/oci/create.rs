@@ -1,5 +1,6 @@
 use std::cell::Cell;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use nix::sys::stat::Mode;
@@ -41,17 +42,34 @@ pub struct CreateArgs {
 }
 
 pub fn create(cli: &OciCli, args: &CreateArgs) -> Result<(), OciError> {
-    create_container(cli, args, GateKind::Fifo).map(drop)
+    create_container(args, CreateOptions::from_cli(cli, GateKind::Fifo)).map(drop)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum GateKind {
+pub(crate) enum GateKind {
     Fifo,
     Channel,
 }
 
+/// How a create runs apart from its bundle and flags: the OCI commands take
+/// it from their global flags, the Docker-style front end sets it directly
+/// (with a console and stdio of its own instead of a socket path).
+pub(crate) struct CreateOptions<'a> {
+    pub root: &'a Path,
+    pub systemd_cgroup: bool,
+    pub gate: GateKind,
+    pub console: Option<UnixStream>,
+    pub stdio: Option<[RawFd; 3]>,
+}
+
+impl<'a> CreateOptions<'a> {
+    pub(super) fn from_cli(cli: &'a OciCli, gate: GateKind) -> Self {
+        CreateOptions { root: &cli.root, systemd_cgroup: cli.systemd_cgroup, gate, console: None, stdio: None }
+    }
+}
+
 /// A created container whose init waits for start.
-pub(super) struct Created {
+pub(crate) struct Created {
     pub container: Container,
     pub init: SpawnedInit,
 }
@@ -91,7 +109,8 @@ pub(super) fn load_bundle(bundle: &Path) -> Result<LoadedBundle, OciError> {
     Ok(LoadedBundle { path: bundle, config_bytes: text, spec, rootfs })
 }
 
-pub(super) fn create_container(cli: &OciCli, args: &CreateArgs, gate: GateKind) -> Result<Created, OciError> {
+pub(crate) fn create_container(args: &CreateArgs, options: CreateOptions) -> Result<Created, OciError> {
+    let CreateOptions { root, systemd_cgroup, gate, console, stdio } = options;
     let LoadedBundle { path: bundle, config_bytes, spec, rootfs } = load_bundle(&args.bundle)?;
     let mut process = spec.process().clone().expect("checked by load_bundle");
     let preserve_fds = args.preserve_fds + socket_activation(&mut process);
@@ -99,11 +118,11 @@ pub(super) fn create_container(cli: &OciCli, args: &CreateArgs, gate: GateKind) 
     let namespaces = NamespacePlan::from_config(linux.and_then(|l| l.namespaces().as_deref()).unwrap_or_default())?;
     let seccomp = linux.and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
     let terminal = process.terminal().unwrap_or(false);
-    if terminal && args.console_socket.is_none() {
+    if terminal && args.console_socket.is_none() && console.is_none() {
         return Err(OciError::Config("process.terminal is true: --console-socket is required".into()));
     }
 
-    let dir = ContainerDir::create(&cli.root, &args.id)?;
+    let dir = ContainerDir::create(root, &args.id)?;
     let mut undo = Undo { dir: &dir, cgroup: None, init: Cell::new(None), armed: Cell::new(true) };
     std::fs::write(dir.config_copy(), &config_bytes).map_err(OciError::io("copy config.json into state dir"))?;
     let mut record = ContainerRecord {
@@ -117,18 +136,21 @@ pub(super) fn create_container(cli: &OciCli, args: &CreateArgs, gate: GateKind) 
         annotations: spec.annotations().clone().unwrap_or_default(),
         pid_start_time: 0,
         cgroups_path: linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.display().to_string()),
-        systemd_cgroup: cli.systemd_cgroup,
+        systemd_cgroup,
     };
     // Saved before anything else exists, so that if we are killed half-way
     // the container shows as stopped and `delete` releases what was made.
     dir.save(&record)?;
 
-    let cgroup = &**undo.cgroup.insert(cgroups::manager_for(record.cgroups_path.as_deref(), &args.id, cli.systemd_cgroup)?);
+    let cgroup = &**undo.cgroup.insert(cgroups::manager_for(record.cgroups_path.as_deref(), &args.id, systemd_cgroup)?);
     cgroup.create()?;
     if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
         cgroup.apply_resources(resources)?;
     }
-    let console = args.console_socket.as_deref().filter(|_| terminal).map(crate::console::connect).transpose().map_err(|e| OciError::Config(e.to_string()))?;
+    let console = match console {
+        Some(stream) => Some(stream).filter(|_| terminal),
+        None => args.console_socket.as_deref().filter(|_| terminal).map(crate::console::connect).transpose().map_err(|e| OciError::Config(e.to_string()))?,
+    };
     let start_gate = match gate {
         GateKind::Fifo => StartGate::Fifo(make_exec_fifo(&dir)?),
         GateKind::Channel => StartGate::Channel,
@@ -142,6 +164,7 @@ pub(super) fn create_container(cli: &OciCli, args: &CreateArgs, gate: GateKind) 
         namespaces: &namespaces,
         seccomp: seccomp.as_ref(),
         console,
+        stdio,
         gate: start_gate,
         preserve_fds,
         no_pivot: args.no_pivot,
@@ -162,7 +185,7 @@ pub(super) fn create_container(cli: &OciCli, args: &CreateArgs, gate: GateKind) 
                 init.channel.send(&ToInit::HooksDone)?;
             }
             FromInit::Ready => break,
-            FromInit::Error(message) => return Err(OciError::Container(message)),
+            FromInit::Error { message, exit_code } => return Err(OciError::Process { message, exit_code }),
         }
     }
     record.pid = init.pid.as_raw();

@@ -33,6 +33,10 @@ pub enum OciError {
     Io { action: String, source: std::io::Error },
     #[error("{0}")]
     Container(String),
+    /// The container's process could not be set up or executed; the exit
+    /// code is what a shell would report (126, 127, or 1).
+    #[error("{message}")]
+    Process { message: String, exit_code: i32 },
 }
 
 impl OciError {

@@ -6,6 +6,7 @@ mod cli;
 mod container;
 mod create;
 mod delete;
+pub mod embed;
 mod error;
 mod events;
 mod exec;

@@ -1,5 +1,5 @@
 use super::cli::OciCli;
-use super::create::{create_container, CreateArgs, GateKind};
+use super::create::{create_container, CreateArgs, CreateOptions, GateKind};
 use super::start::run_poststart;
 use super::OciError;
 use crate::process::channel::{ChannelError, FromInit, ToInit};
@@ -22,12 +22,12 @@ pub struct RunArgs {
 /// deleted when it exits, with its exit code as ours.
 pub fn run(cli: &OciCli, args: &RunArgs) -> Result<i32, OciError> {
     let forwarding = (!args.detach).then(SignalForwarding::install);
-    let created = create_container(cli, &args.create, GateKind::Channel)?;
+    let created = create_container(&args.create, CreateOptions::from_cli(cli, GateKind::Channel))?;
     // The channel closes without a word when the init execs (it is
     // close-on-exec); an Error before that is a failed start.
     let started = created.init.channel.send(&ToInit::Start { detach: args.detach }).map_err(OciError::from).and_then(|()| match created.init.channel.recv() {
         Err(ChannelError::Closed { .. }) => Ok(()),
-        Ok(FromInit::Error(message)) => Err(OciError::Container(message)),
+        Ok(FromInit::Error { message, exit_code }) => Err(OciError::Process { message, exit_code }),
         Ok(other) => Err(OciError::Container(format!("unexpected {other:?} from the container init"))),
         Err(e) => Err(e.into()),
     });

@@ -45,7 +45,9 @@ pub enum FromInit {
     MountsReady,
     /// Everything is set up; init now waits for `start`.
     Ready,
-    Error(String),
+    /// Set-up failed; `exit_code` is what a shell would report for it (126
+    /// or 127 when the program cannot be run, 1 otherwise).
+    Error { message: String, exit_code: i32 },
 }
 
 pub struct Channel<Send, Recv> {

@@ -3,7 +3,7 @@
 //! (there is no re-exec of minirun), single-threaded, and reports every
 //! failure to the runtime over the channel before it exits.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
@@ -33,6 +33,8 @@ pub struct InitPlan<'a> {
     pub namespaces: &'a NamespacePlan,
     pub seccomp: Option<&'a SeccompProgram>,
     pub console: Option<UnixStream>,
+    /// fds to become the init's stdin, stdout and stderr instead of ours.
+    pub stdio: Option<[RawFd; 3]>,
     pub gate: StartGate,
     pub preserve_fds: u32,
     /// runc's --no-pivot: MS_MOVE and chroot instead of pivot_root.
@@ -57,21 +59,47 @@ pub fn run(plan: InitPlan, channel: InitSide) -> ! {
                 }
                 // `run` still listens on the channel until we exec.
                 None if matches!(plan.gate, StartGate::Channel) => {
-                    let _ = channel.send(&FromInit::Error(err.to_string()));
+                    let _ = channel.send(&FromInit::Error { message: err.to_string(), exit_code: err.exit_code() });
                 }
                 None => eprintln!("minirun: container init: {err}"),
             }
             // SAFETY: _exit is always safe; skips atexit handlers copied from the runtime.
             unsafe { libc::_exit(err.exit_code()) }
         }
-        Err(message) => {
-            let _ = channel.send(&FromInit::Error(message));
-            unsafe { libc::_exit(1) }
+        Err(failure) => {
+            let _ = channel.send(&FromInit::Error { message: failure.message, exit_code: failure.exit_code });
+            // SAFETY: as above.
+            unsafe { libc::_exit(failure.exit_code) }
         }
     }
 }
 
-fn prepare(plan: &InitPlan, channel: &InitSide) -> Result<Executable, String> {
+/// Why set-up failed, with the exit code a shell would give it.
+struct SetupFailure {
+    message: String,
+    exit_code: i32,
+}
+
+impl From<&str> for SetupFailure {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
+impl From<String> for SetupFailure {
+    fn from(message: String) -> Self {
+        SetupFailure { message, exit_code: 1 }
+    }
+}
+
+fn prepare(plan: &InitPlan, channel: &InitSide) -> Result<Executable, SetupFailure> {
+    if let Some(stdio) = plan.stdio {
+        for (target, fd) in stdio.into_iter().enumerate() {
+            // dup2 onto itself would keep close-on-exec; the caller never
+            // hands us 0, 1 or 2 in their own places.
+            nix::unistd::dup2(fd, target as RawFd).map_err(|e| format!("dup2 stdio: {e}"))?;
+        }
+    }
     close_inherited_fds(plan, channel);
     // If the runtime dies during set-up, so do we: nothing half-made survives.
     // SAFETY: prctl with integer arguments only.
@@ -83,7 +111,7 @@ fn prepare(plan: &InitPlan, channel: &InitSide) -> Result<Executable, String> {
     }
     let host_pid = match channel.recv().map_err(|e| e.to_string())? {
         ToInit::Go { host_pid } => host_pid,
-        other => return Err(format!("unexpected {other:?} before Go")),
+        other => return Err(format!("unexpected {other:?} before Go").into()),
     };
     let ns = plan.namespaces;
     if ns.creates(LinuxNamespaceType::User) {
@@ -119,7 +147,7 @@ fn prepare(plan: &InitPlan, channel: &InitSide) -> Result<Executable, String> {
         channel.send(&FromInit::MountsReady).map_err(|e| e.to_string())?;
         match channel.recv().map_err(|e| e.to_string())? {
             ToInit::HooksDone => {}
-            other => return Err(format!("unexpected {other:?} while hooks ran")),
+            other => return Err(format!("unexpected {other:?} while hooks ran").into()),
         }
     }
     if let Some(h) = hooks {
@@ -138,7 +166,7 @@ fn prepare(plan: &InitPlan, channel: &InitSide) -> Result<Executable, String> {
     // cwd is checked now so a bad one fails `create`; it is set again after
     // the user switch.
     user_process::chdir(plan.process).map_err(|e| e.to_string())?;
-    let executable = Executable::resolve(plan.process).map_err(|e| e.to_string())?;
+    let executable = Executable::resolve(plan.process).map_err(|e| SetupFailure { message: e.to_string(), exit_code: e.exit_code() })?;
 
     if matches!(plan.gate, StartGate::Fifo(_)) {
         // The runtime exits after Ready: from here on we must outlive it.
@@ -154,7 +182,7 @@ fn prepare(plan: &InitPlan, channel: &InitSide) -> Result<Executable, String> {
                     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
                 }
             }
-            other => return Err(format!("unexpected {other:?} instead of Start")),
+            other => return Err(format!("unexpected {other:?} instead of Start").into()),
         }
     }
     Ok(executable)
