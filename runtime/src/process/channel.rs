@@ -111,8 +111,8 @@ mod tests {
         let (runtime, init) = pair().unwrap();
         runtime.send(&ToInit::Go { host_pid: 7 }).unwrap();
         assert!(matches!(init.recv().unwrap(), ToInit::Go { host_pid: 7 }));
-        init.send(&FromInit::Error("boom".into())).unwrap();
-        assert!(matches!(runtime.recv().unwrap(), FromInit::Error(m) if m == "boom"));
+        init.send(&FromInit::Error { message: "boom".into(), exit_code: 127 }).unwrap();
+        assert!(matches!(runtime.recv().unwrap(), FromInit::Error { message, exit_code: 127 } if message == "boom"));
         drop(init);
         assert!(matches!(runtime.recv(), Err(ChannelError::Closed { .. })));
     }
