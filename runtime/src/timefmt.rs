@@ -10,6 +10,10 @@ pub fn rfc3339(secs: u64, nanos: u32) -> String {
     humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::new(secs, nanos)).to_string()
 }
 
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339(text).ok()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -125,17 +125,31 @@ pub fn inspect(cli: &FrontCli, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Names of images that containers still use: none until the Docker-style
-/// `run` keeps containers of its own.
-fn in_use() -> Vec<String> {
-    Vec::new()
+/// Ids of the images that containers (running or not) were made from:
+/// `rmi` and `prune` keep them, as Docker does.
+fn in_use(cli: &FrontCli) -> Vec<String> {
+    super::engine(cli).and_then(|e| e.store.list().map_err(|e| e.to_string())).map(|records| records.into_iter().map(|r| r.image_id).collect()).unwrap_or_default()
+}
+
+/// The image `name` from the store, pulled first when it is not there, as
+/// `docker run` does.
+pub fn find_or_pull(cli: &FrontCli, name: &str) -> Result<minirun_rootfs::image::store::ImageRecord, String> {
+    reference::parse(name).map_err(|e| e.to_string())?;
+    let store = store(cli)?;
+    if let Ok(image) = find(&store, name) {
+        return Ok(image);
+    }
+    eprintln!("Unable to find image '{name}' locally");
+    let args = PullArgs { platform: None, insecure: Vec::new(), credentials: None, quiet: false, name: name.to_string() };
+    pull(cli, &args)?;
+    find(&store, name)
 }
 
 pub fn rmi(cli: &FrontCli, names: &[String]) -> Result<(), String> {
     let store = store(cli)?;
     for name in names {
         let target = if store.resolve(&normalised(name)).is_ok() { normalised(name) } else { name.clone() };
-        for line in store.remove(&target, &in_use()).map_err(|e| e.to_string())? {
+        for line in store.remove(&target, &in_use(cli)).map_err(|e| e.to_string())? {
             println!("{line}");
         }
     }
@@ -143,7 +157,7 @@ pub fn rmi(cli: &FrontCli, names: &[String]) -> Result<(), String> {
 }
 
 pub fn prune(cli: &FrontCli) -> Result<(), String> {
-    let freed = store(cli)?.prune(&in_use()).map_err(|e| e.to_string())?;
+    let freed = store(cli)?.prune(&in_use(cli)).map_err(|e| e.to_string())?;
     println!("Total reclaimed space: {:.1}MB", freed as f64 / 1e6);
     Ok(())
 }

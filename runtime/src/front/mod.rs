@@ -1,9 +1,20 @@
-//! The Docker-style front end: `minirun network ...` today, `minirun run
-//! IMAGE CMD` and the everyday commands next. Its errors exit 125, as
-//! Docker's own do.
+//! The Docker-style front end: `minirun run IMAGE CMD` and the everyday
+//! commands around it, images and networks. Its own errors exit 125, as
+//! Docker's do; one file per verb, the engine they share in `engine/`.
 
+pub mod engine;
+mod exec;
+mod explain;
 mod image;
+mod inspect;
+mod logs;
 mod network;
+mod ps;
+mod rm;
+mod run;
+mod run_args;
+mod run_spec;
+mod stop;
 
 use std::ffi::OsString;
 
@@ -15,6 +26,9 @@ pub const EXIT_FRONT_END_ERROR: i32 = 125;
 #[derive(Debug, Parser)]
 #[command(name = "minirun", version, about = "A small, fast container runtime (Docker-style commands; `minirun oci` for the runc-compatible set)")]
 pub struct FrontCli {
+    /// Where containers (records, rootfs, logs) are kept.
+    #[arg(long, global = true, default_value = "/var/lib/minirun/containers")]
+    pub root: std::path::PathBuf,
     /// Where networks, leases and attachments are kept.
     #[arg(long, global = true, default_value = "/var/lib/minirun/network")]
     pub network_root: std::path::PathBuf,
@@ -30,6 +44,35 @@ pub struct FrontCli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a command in a new container made from an image.
+    Run(Box<run_args::RunArgs>),
+    /// List containers.
+    Ps(ps::PsArgs),
+    /// Stop containers: their stop signal, then SIGKILL after a grace period.
+    Stop(stop::StopArgs),
+    /// Send a signal to containers (default SIGKILL).
+    Kill(stop::KillArgs),
+    /// Remove containers.
+    Rm(rm::RmArgs),
+    /// Run a command in a running container.
+    Exec(exec::ExecArgs),
+    /// Show a container's output.
+    Logs(logs::LogsArgs),
+    /// Containers as JSON.
+    Inspect {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Wait for containers to exit and print their exit codes.
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Rename a container.
+    Rename { container: String, new_name: String },
+    /// Supervises a detached container (started by `run -d`; not for users).
+    #[command(name = "__monitor", hide = true)]
+    Monitor { id: String },
     /// Manage networks: create, ls, inspect, rm, attach, detach.
     #[command(subcommand)]
     Network(network::NetworkCommand),
@@ -58,6 +101,8 @@ pub enum Command {
 }
 
 pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
+    use clap::CommandFactory;
+    let args = run_args::end_flags_at_image(&FrontCli::command(), "run", args.into_iter().collect());
     let cli = match FrontCli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -66,7 +111,37 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
             return code;
         }
     };
+    // Listing commands end quietly when their reader goes (`minirun ps |
+    // head`); run, exec and the monitor copy container output and must not.
+    if !matches!(cli.command, Command::Run(_) | Command::Exec(_) | Command::Monitor { .. }) {
+        // SAFETY: resetting a signal disposition before any thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result = match &cli.command {
+        Command::Run(args) => return run::run(&cli, args),
+        Command::Monitor { id } => return monitor(&cli, id),
+        Command::Exec(args) => {
+            return match engine(&cli).map_err(engine::EngineError::Other).and_then(|e| exec::exec(&e, args)) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("minirun: {e}");
+                    e.exit_code()
+                }
+            }
+        }
+        Command::Ps(args) => return container_verb(engine(&cli).and_then(|e| ps::ps(&e, args))),
+        Command::Stop(args) => return container_verb(engine(&cli).and_then(|e| stop::stop_containers(&e, args))),
+        Command::Kill(args) => return container_verb(engine(&cli).and_then(|e| stop::kill_containers(&e, args))),
+        Command::Rm(args) => return container_verb(engine(&cli).and_then(|e| rm::rm(&e, args))),
+        Command::Logs(args) => return container_verb(engine(&cli).and_then(|e| logs::logs(&e, args))),
+        Command::Inspect { containers } => return container_verb(engine(&cli).and_then(|e| inspect::inspect(&e, containers))),
+        Command::Wait { containers } => return container_verb(engine(&cli).and_then(|e| stop::wait_containers(&e, containers))),
+        Command::Rename { container, new_name } => {
+            return container_verb(engine(&cli).and_then(|e| {
+                let record = e.store.resolve(container).map_err(|e| e.to_string())?;
+                e.store.rename(&record.id, new_name).map_err(|e| e.to_string())
+            }))
+        }
         Command::Network(cmd) => network::run(&cli, cmd),
         Command::Pull(args) => image::pull(&cli, args).map(|id| println!("{id}")),
         Command::Images { quiet } => image::images(&cli, *quiet),
@@ -84,4 +159,58 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
             EXIT_FRONT_END_ERROR
         }
     }
+}
+
+/// Docker's container commands (all but `run`) exit 1 when they fail.
+fn container_verb(result: Result<(), String>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        // Commands on several containers have reported each failure already.
+        Err(e) if e.is_empty() => 1,
+        Err(e) => {
+            eprintln!("minirun: {e}");
+            1
+        }
+    }
+}
+
+/// The fd on which a monitor tells `run -d` how the start went.
+pub(crate) const MONITOR_READY_FD: i32 = 3;
+
+fn monitor(cli: &FrontCli, id: &str) -> i32 {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `run -d` put the write end of its pipe here for us alone.
+    let ready = unsafe { std::fs::File::from_raw_fd(MONITOR_READY_FD) };
+    match engine(cli) {
+        Ok(engine) => engine::supervisor::supervise(&engine, id, engine::supervisor::Supervision::Detached { ready }),
+        Err(e) => {
+            use std::io::Write;
+            let _ = write!(&ready, "{EXIT_FRONT_END_ERROR}\n{e}");
+            EXIT_FRONT_END_ERROR
+        }
+    }
+}
+
+pub(crate) fn engine(cli: &FrontCli) -> Result<engine::Engine, String> {
+    Ok(engine::Engine {
+        store: engine::store::ContainerStore::open(&cli.root).map_err(|e| e.to_string())?,
+        net: network::context(cli)?,
+        image_root: cli.image_root.clone(),
+    })
+}
+
+/// The global flags again, for the monitor to find the same state.
+pub(crate) fn global_args(cli: &FrontCli) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--root".into(),
+        cli.root.clone().into(),
+        "--network-root".into(),
+        cli.network_root.clone().into(),
+        "--image-root".into(),
+        cli.image_root.clone().into(),
+    ];
+    if let Some(backend) = &cli.firewall_backend {
+        args.extend(["--firewall-backend".into(), backend.into()]);
+    }
+    args
 }

@@ -60,7 +60,7 @@ pub enum NetworkCommand {
     },
 }
 
-fn context(cli: &FrontCli) -> Result<NetContext, String> {
+pub(super) fn context(cli: &FrontCli) -> Result<NetContext, String> {
     let firewall = match cli.firewall_backend.as_deref() {
         None => BackendChoice::default(),
         Some(choice) => choice.parse::<BackendChoice>().map_err(|e| e.to_string())?,

@@ -100,3 +100,8 @@ pub fn container_process(root: &Path, id: &str) -> Result<Process, OciError> {
 pub fn cgroup_paths(root: &Path, id: &str) -> Result<Vec<(String, PathBuf)>, OciError> {
     Ok(Container::open(root, id)?.cgroup()?.host_paths())
 }
+
+/// How many processes of the container the kernel's OOM killer has killed.
+pub fn oom_kill_count(root: &Path, id: &str) -> Result<u64, OciError> {
+    Ok(Container::open(root, id)?.cgroup()?.oom_kill_count()?)
+}

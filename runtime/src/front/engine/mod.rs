@@ -1,0 +1,144 @@
+//! The Docker-style engine: containers made from images, each supervised by
+//! a monitor (a hidden `minirun` subcommand, or the foreground `run`
+//! itself), networked by netsetup, and run by the OCI runtime core.
+
+pub mod logs;
+pub mod names;
+pub mod store;
+pub mod supervisor;
+pub mod terminal;
+
+use std::path::PathBuf;
+
+use minirun_netsetup::attach::{AttachError, NetContext};
+use minirun_rootfs::image::overlay;
+use thiserror::Error;
+
+use crate::oci::{embed, OciError};
+use store::{ContainerRecord, ContainerStore, NetworkMode, Status};
+
+/// Exit codes of `docker run` for what goes wrong before or instead of the
+/// container's own exit.
+pub const EXIT_ENGINE_ERROR: i32 = 125;
+/// What a shell reports for a process killed by SIGKILL.
+pub const EXIT_KILLED: i32 = 128 + libc::SIGKILL;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("no such container: {0}")]
+    NoSuchContainer(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("corrupt container record {0}")]
+    Corrupt(String),
+    #[error("{action}: {source}")]
+    Io { action: String, source: std::io::Error },
+    #[error(transparent)]
+    Runtime(#[from] OciError),
+    #[error(transparent)]
+    Network(#[from] AttachError),
+    #[error(transparent)]
+    Rootfs(#[from] overlay::OverlayError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl EngineError {
+    pub fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
+        let action = action.into();
+        move |source| EngineError::Io { action, source }
+    }
+
+    /// 126 or 127 when the container's program could not be run, else 125.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            EngineError::Runtime(OciError::Process { exit_code, .. }) if *exit_code == 126 || *exit_code == 127 => *exit_code,
+            _ => EXIT_ENGINE_ERROR,
+        }
+    }
+}
+
+pub struct Engine {
+    pub store: ContainerStore,
+    pub net: NetContext,
+    pub image_root: PathBuf,
+}
+
+impl Engine {
+    pub fn runtime_root(&self) -> PathBuf {
+        self.store.runtime_root()
+    }
+
+    /// Gives back what a container holds on the host while it runs: its
+    /// address, veth and rules, its cgroup and runtime state, its rootfs
+    /// mount. Goes on past errors and reports them all; safe to repeat.
+    pub fn release(&self, record: &ContainerRecord) -> Result<(), EngineError> {
+        let mut errors = Vec::new();
+        if matches!(record.network, NetworkMode::Bridge(_)) {
+            if let Err(e) = self.net.detach(&record.id) {
+                errors.push(format!("network: {e}"));
+            }
+        }
+        if let Err(e) = embed::delete(&self.runtime_root(), &record.id) {
+            errors.push(format!("runtime state: {e}"));
+        }
+        if let Err(e) = overlay::unmount_rootfs(&self.store.dir(&record.id)) {
+            errors.push(format!("rootfs: {e}"));
+        }
+        match errors.is_empty() {
+            true => Ok(()),
+            false => Err(EngineError::Other(format!("releasing container {}: {}", record.short_id(), errors.join("; ")))),
+        }
+    }
+
+    /// Removes a container that is not running: what it holds, then its
+    /// directory and record.
+    pub fn remove(&self, record: &ContainerRecord) -> Result<(), EngineError> {
+        self.release(record)?;
+        self.store.remove(&record.id)
+    }
+
+    /// Cleans up after monitors that were killed (`kill -9`, a crash, a
+    /// reboot): their containers are killed if still alive, released, and
+    /// marked exited (or removed, with --rm). Every command that lists or
+    /// changes containers calls this first.
+    pub fn reclaim(&self) {
+        let Ok(records) = self.store.list() else { return };
+        for record in records.iter().filter(|r| r.is_orphaned()) {
+            let Ok(mut locked) = self.store.lock(&record.id) else { continue };
+            // Re-checked under the lock: the monitor may have just finished.
+            if !locked.record.is_orphaned() {
+                continue;
+            }
+            if let Some(init) = locked.record.state.init.filter(|i| i.is_alive()) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(init.pid), nix::sys::signal::Signal::SIGKILL);
+            }
+            let released = self.release(&locked.record);
+            if locked.record.auto_remove && released.is_ok() {
+                drop(locked);
+                let _ = self.store.remove(&record.id);
+                continue;
+            }
+            let state = &mut locked.record.state;
+            state.status = Some(Status::Exited);
+            state.exit_code.get_or_insert(EXIT_KILLED);
+            state.finished_at.get_or_insert_with(crate::timefmt::now_rfc3339);
+            state.error = Some(match released {
+                Ok(()) => "its monitor died; minirun cleaned up after it".into(),
+                Err(e) => format!("its monitor died; cleaning up: {e}"),
+            });
+            let _ = locked.save();
+        }
+        for id in self.store.recordless_dirs() {
+            let dir = self.store.dir(&id);
+            // A `run` between making the directory and writing the record
+            // holds the store lock; only older ones are debris.
+            let old = std::fs::metadata(&dir).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age.as_secs() > 60);
+            if old && overlay::unmount_rootfs(&dir).is_ok() {
+                let _ = self.store.remove(&id);
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! `minirun rm [-f]`: a container and everything it made, gone.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::engine::Engine;
+use super::stop::{for_each, stop};
+
+#[derive(Debug, clap::Args)]
+pub struct RmArgs {
+    /// Kill a running container first.
+    #[arg(long, short)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub fn rm(engine: &Engine, args: &RmArgs) -> Result<(), String> {
+    engine.reclaim();
+    for_each(&args.containers, |name| {
+        let record = engine.store.resolve(name).map_err(|e| e.to_string())?;
+        if record.is_running() {
+            if !args.force {
+                return Err(format!("cannot remove container {name}: it is running; stop it first or use rm -f"));
+            }
+            // Docker's rm -f kills at once, with no grace period.
+            stop(engine, &record, Some(Signal::SIGKILL), Duration::ZERO)?;
+        }
+        match engine.store.resolve(&record.id) {
+            Ok(record) => engine.remove(&record).map_err(|e| e.to_string())?,
+            // It was started with --rm, and its monitor removed it.
+            Err(_) => {}
+        }
+        println!("{name}");
+        Ok(())
+    })
+}

@@ -1,0 +1,299 @@
+//! The Docker-style front end (`minirun run`, `ps`, `stop`, `rm`, `exec`,
+//! `logs`, `inspect`, ...) on a busybox image imported from busybox-static.
+//! Each test runs in a network namespace of its own (its thread unshares
+//! one), so bridges, veths and firewall rules are made in a throwaway
+//! "host", and has its own state roots; at the end it checks that nothing
+//! is left: no container dirs, mounts, cgroups, veths or leases.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use minirun_tests::{both, cgroup_dirs_named, require_root, text, wait_until, Bundle};
+
+fn enter_throwaway_netns() {
+    // SAFETY: unshare affects only the calling thread's namespaces.
+    assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare(CLONE_NEWNET)");
+    sh("ip link set lo up");
+}
+
+fn sh(script: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    assert!(out.status.success(), "{script}: {}", both(&out));
+    text(&out.stdout)
+}
+
+/// State roots of our own and a busybox image in them. On drop every
+/// container still there is removed with `rm -f`.
+struct Front {
+    root: tempfile::TempDir,
+}
+
+impl Front {
+    fn new() -> Self {
+        enter_throwaway_netns();
+        let front = Front { root: tempfile::Builder::new().prefix("minirun-test-front").tempdir().unwrap() };
+        let bundle = Bundle::busybox(&["true"]);
+        let tar = front.root.path().join("busybox.tar");
+        sh(&format!("tar -C {} -cf {} .", bundle.rootfs().display(), tar.display()));
+        front.ok(&["import", tar.to_str().unwrap(), "busybox:latest"]);
+        front
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new(minirun_tests::minirun_bin());
+        cmd.arg("--root").arg(self.dir("containers")).arg("--image-root").arg(self.dir("images")).arg("--network-root").arg(self.dir("network"));
+        cmd
+    }
+
+    fn out(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.out(args);
+        assert!(out.status.success(), "minirun {args:?}: {}", both(&out));
+        text(&out.stdout)
+    }
+
+    fn inspect(&self, name: &str) -> serde_json::Value {
+        let all: serde_json::Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
+        all[0].clone()
+    }
+
+    /// Everything minirun made is gone: containers, mounts, cgroups,
+    /// veths, leases.
+    fn assert_nothing_left(&self) {
+        let containers = self.dir("containers");
+        let left: Vec<String> = std::fs::read_dir(&containers).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect();
+        assert!(left.is_empty(), "container dirs left: {left:?}");
+        let runtime_left: Vec<_> = std::fs::read_dir(containers.join(".runtime")).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+        assert!(runtime_left.is_empty(), "runtime state left: {runtime_left:?}");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(containers.to_str().unwrap()), "mounts left under {}", containers.display());
+        let links = sh("ip -o link show");
+        assert!(!links.contains(": mr"), "veths left: {links}");
+        let leases = sh(&format!("cat {}/leases/* 2>/dev/null || true", self.dir("network").display()));
+        assert!(!leases.contains("container_id"), "leases left: {leases}");
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        let ids = self.out(&["ps", "-aq", "--no-trunc"]);
+        for id in text(&ids.stdout).lines() {
+            let _ = self.out(&["rm", "-f", id]);
+        }
+        let _ = self.out(&["network", "rm", "bridge"]);
+    }
+}
+
+#[test]
+fn exit_codes_are_dockers() {
+    require_root!();
+    let f = Front::new();
+    let code = |args: &[&str]| f.out(args).status.code();
+    assert_eq!(code(&["run", "--rm", "--network", "none", "busybox", "true"]), Some(0));
+    assert_eq!(code(&["run", "--rm", "--network", "none", "busybox", "sh", "-c", "exit 3"]), Some(3));
+    assert_eq!(code(&["run", "--rm", "--network", "none", "busybox", "sh", "-c", "kill -9 $$"]), Some(137));
+    assert_eq!(code(&["run", "--rm", "--network", "none", "busybox", "no-such-command"]), Some(127));
+    assert_eq!(code(&["run", "--rm", "--network", "none", "busybox", "/etc/passwd"]), Some(126));
+    // A registry on loopback where nothing listens: the pull fails at once.
+    let unknown = f.out(&["run", "--rm", "127.0.0.1:9/nothing-here:latest", "true"]);
+    assert_eq!(unknown.status.code(), Some(125), "{}", both(&unknown));
+    let missing = f.out(&["run", "--network", "none", "--name", "kept", "busybox", "no-such-command"]);
+    assert_eq!(missing.status.code(), Some(127));
+    assert!(text(&missing.stderr).contains("no-such-command"), "{}", both(&missing));
+    // As in Docker, the container that could not start stays, as Created.
+    assert_eq!(f.inspect("kept")["State"]["Status"], "created");
+    assert_eq!(f.inspect("kept")["State"]["ExitCode"], 127);
+    f.ok(&["rm", "kept"]);
+    f.assert_nothing_left();
+}
+
+#[test]
+fn the_view_from_inside_on_the_default_bridge() {
+    require_root!();
+    let f = Front::new();
+    let script = "ip -o -4 addr show eth0; ip route; hostname; cat /etc/hosts; grep -E '^(Cap|Seccomp:|NoNewPrivs)' /proc/self/status; cat /proc/self/mounts";
+    let out = f.ok(&["run", "--rm", "--name", "view", "busybox", "sh", "-c", script]);
+    let address = out.lines().find(|l| l.contains("inet ")).unwrap().split_whitespace().nth(3).unwrap().to_string();
+    let (ip, prefix) = address.split_once('/').unwrap();
+    assert_eq!(prefix, "16", "{out}");
+    let gateway = format!("{}.1", ip.rsplitn(2, '.').nth(1).unwrap());
+    assert!(out.contains(&format!("default via {gateway} dev eth0")), "{out}");
+    let hostname = out.lines().find(|l| l.len() == 12 && l.bytes().all(|b| b.is_ascii_hexdigit())).expect("hostname is the short id");
+    assert!(out.contains("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"), "{out}");
+    assert!(out.contains(&format!("{ip}\t{hostname}")), "{out}");
+    for line in ["CapEff:\t00000000a80425fb", "CapBnd:\t00000000a80425fb", "CapInh:\t0000000000000000", "Seccomp:\t2", "NoNewPrivs:\t0"] {
+        assert!(out.contains(line), "{line} in {out}");
+    }
+    assert!(out.contains("sysfs /sys sysfs ro,"), "{out}");
+    assert!(out.contains("/dev/shm tmpfs rw,nosuid,nodev,noexec,relatime,size=65536k"), "{out}");
+    f.assert_nothing_left();
+}
+
+#[test]
+fn detached_container_lifecycle() {
+    require_root!();
+    let f = Front::new();
+    let id = f.ok(&["run", "-d", "--name", "svc", "busybox", "sh", "-c", "echo started; echo oops >&2; trap 'echo got TERM; exit 7' TERM; while true; do sleep 0.1; done"]).trim().to_string();
+    assert!(id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    let ps = f.ok(&["ps"]);
+    assert!(ps.contains(&id[..12]) && ps.contains("svc") && ps.contains("Up "), "{ps}");
+    assert_eq!(f.ok(&["ps", "-q"]).trim(), &id[..12]);
+    assert!(wait_until(5, || f.ok(&["logs", "svc"]).contains("started")));
+    let logs = f.out(&["logs", "svc"]);
+    assert!(text(&logs.stderr).contains("oops"), "stderr stays stderr: {}", both(&logs));
+    assert_eq!(f.ok(&["exec", "svc", "hostname"]).trim(), &id[..12]);
+    assert_eq!(f.out(&["exec", "svc", "sh", "-c", "exit 4"]).status.code(), Some(4));
+    let state = f.inspect(&id[..5]);
+    assert_eq!(state["State"]["Running"], true);
+    let pid = state["State"]["Pid"].as_i64().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    assert!(!cgroup_dirs_named(&id).is_empty(), "the container has a cgroup while it runs");
+    f.ok(&["stop", "-t", "5", "svc"]);
+    let state = f.inspect("svc");
+    assert_eq!(state["State"]["Status"], "exited");
+    assert_eq!(state["State"]["ExitCode"], 7, "the trap ran: SIGTERM was sent first");
+    assert!(f.ok(&["logs", "--tail", "1", "svc"]).contains("got TERM"));
+    assert_eq!(f.ok(&["ps", "-q"]).trim(), "");
+    assert!(f.ok(&["ps", "-a"]).contains("Exited (7)"));
+    assert!(cgroup_dirs_named(&id).is_empty(), "cgroup released on exit");
+    f.ok(&["rm", "svc"]);
+    assert_eq!(f.out(&["inspect", "svc"]).status.code(), Some(1));
+    f.assert_nothing_left();
+}
+
+#[test]
+fn published_port_and_container_to_container_traffic() {
+    require_root!();
+    let f = Front::new();
+    f.ok(&["run", "-d", "--name", "web", "-p", "18080:80", "busybox", "sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && httpd -f -p 80 -h /www"]);
+    let web_ip = f.inspect("web")["NetworkSettings"]["IPAddress"].as_str().unwrap().to_string();
+    // From the (throwaway) host through 127.0.0.1, as `curl 127.0.0.1:8080` with Docker.
+    assert!(wait_until(5, || sh("timeout 2 wget -qO- http://127.0.0.1:18080/ || true").contains("hello-from-web")));
+    // From another container, by address, and a ping.
+    let other = f.ok(&["run", "--rm", "busybox", "sh", "-c", &format!("ping -c1 -W2 {web_ip} >/dev/null && echo ping-ok; timeout 2 wget -qO- http://{web_ip}/")]);
+    assert!(other.contains("ping-ok") && other.contains("hello-from-web"), "{other}");
+    // Sharing web's network namespace: the same eth0 and address.
+    let joined = f.ok(&["run", "--rm", "--network", "container:web", "busybox", "sh", "-c", "ip -o -4 addr show eth0; timeout 2 wget -qO- http://127.0.0.1/"]);
+    assert!(joined.contains(&format!("inet {web_ip}/")) && joined.contains("hello-from-web"), "{joined}");
+    // The port is taken while web runs.
+    let taken = f.out(&["run", "--rm", "-p", "18080:80", "busybox", "true"]);
+    assert_eq!(taken.status.code(), Some(125), "{}", both(&taken));
+    f.ok(&["rm", "-f", "web"]);
+    assert!(!sh("timeout 1 wget -qO- http://127.0.0.1:18080/ 2>&1 || true").contains("hello"));
+    f.assert_nothing_left();
+}
+
+#[test]
+fn network_modes_none_and_host() {
+    require_root!();
+    let f = Front::new();
+    let none = f.ok(&["run", "--rm", "--network", "none", "busybox", "ip", "-o", "link"]);
+    assert_eq!(none.lines().count(), 1, "only lo: {none}");
+    assert!(none.contains("lo:"));
+    sh("ip link add mrtdummy0 type dummy");
+    let host = f.ok(&["run", "--rm", "--network", "host", "busybox", "sh", "-c", "ip -o link; hostname"]);
+    assert!(host.contains("mrtdummy0"), "the host's interfaces: {host}");
+    let hostname = sh("hostname");
+    assert!(host.contains(hostname.trim()), "the host's name: {host}");
+    sh("ip link del mrtdummy0");
+    f.assert_nothing_left();
+}
+
+#[test]
+fn resource_limits_reach_the_cgroup() {
+    require_root!();
+    let f = Front::new();
+    let out = f.ok(&["run", "--rm", "--network", "none", "--memory", "64m", "--pids-limit", "50", "--cpus", "1.5", "busybox", "sh", "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu.max 2>/dev/null; true"]);
+    assert!(out.contains("67108864"), "{out}");
+    assert!(out.contains("50"), "{out}");
+    assert!(out.contains("150000"), "{out}");
+    f.assert_nothing_left();
+}
+
+#[test]
+fn names_prefixes_and_bad_input() {
+    require_root!();
+    let f = Front::new();
+    let id = f.ok(&["run", "-d", "--network", "none", "--name", "one", "busybox", "sleep", "30"]).trim().to_string();
+    let dup = f.out(&["run", "-d", "--network", "none", "--name", "one", "busybox", "true"]);
+    assert_eq!(dup.status.code(), Some(125));
+    assert!(text(&dup.stderr).contains("already in use"), "{}", both(&dup));
+    f.ok(&["rename", "one", "two"]);
+    assert_eq!(f.inspect(&id[..6])["Name"], "/two");
+    let generated = f.ok(&["run", "--network", "none", "busybox", "true"]);
+    assert!(generated.is_empty());
+    let names = f.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(names.lines().any(|n| n != "two" && n.contains('_')), "a Docker-style generated name: {names}");
+    for bad in [
+        vec!["run", "-p", "70000:80", "busybox", "true"],
+        vec!["run", "-p", "nope", "busybox", "true"],
+        vec!["run", "--memory", "12q", "busybox", "true"],
+        vec!["run", "--cpus", "-1", "busybox", "true"],
+        vec!["run", "--network", "no-such-network", "busybox", "true"],
+        vec!["run", "--network", "container:no-such-container", "busybox", "true"],
+        vec!["run", "--name", "../evil", "busybox", "true"],
+        vec!["run", "--cap-add", "NOT_A_CAP", "busybox", "true"],
+        vec!["run", "-v", "relative:/x", "busybox", "true"],
+        vec!["run", "Bad//Reference", "true"],
+    ] {
+        let out = f.out(&bad);
+        assert_eq!(out.status.code(), Some(125), "{bad:?}: {}", both(&out));
+        let err = text(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{bad:?}: one line: {err}");
+        assert!(!err.contains("panicked"), "{bad:?}: {err}");
+    }
+    assert_eq!(f.out(&["rm", "no-such-container"]).status.code(), Some(1));
+    assert_eq!(f.out(&["rm", "two"]).status.code(), Some(1), "running: needs -f");
+    f.ok(&["rm", "-f", "two"]);
+    let rest = f.ok(&["ps", "-aq"]);
+    for id in rest.lines() {
+        f.ok(&["rm", id]);
+    }
+    f.assert_nothing_left();
+}
+
+#[test]
+fn a_killed_monitor_is_cleaned_up_by_the_next_command() {
+    require_root!();
+    let f = Front::new();
+    let id = f.ok(&["run", "-d", "--name", "victim", "-p", "18081:80", "busybox", "sleep", "60"]).trim().to_string();
+    let monitor = sh(&format!("pgrep -f '__monitor {id}'"));
+    let monitor: i32 = monitor.trim().parse().unwrap();
+    // SAFETY: kill with a pid we just looked up for our own container.
+    unsafe { libc::kill(monitor, libc::SIGKILL) };
+    // The container dies with its monitor (it is its parent death signal).
+    assert!(wait_until(5, || f.ok(&["ps", "-q"]).trim().is_empty()));
+    let state = f.inspect("victim");
+    assert_eq!(state["State"]["Status"], "exited");
+    assert!(state["State"]["Error"].as_str().unwrap().contains("monitor"), "{state}");
+    assert!(cgroup_dirs_named(&id).is_empty());
+    f.ok(&["rm", "victim"]);
+    // Its address and port are free again.
+    f.ok(&["run", "--rm", "-p", "18081:80", "busybox", "true"]);
+    f.assert_nothing_left();
+}
+
+#[test]
+fn auto_remove_and_a_terminal() {
+    require_root!();
+    let f = Front::new();
+    f.ok(&["run", "--rm", "busybox", "true"]);
+    assert_eq!(f.ok(&["ps", "-aq"]), "");
+    // -t: the container's stdio is a pty of its own (`script` gives us one).
+    let mut cmd = f.cmd();
+    cmd.args(["run", "--rm", "-t", "--network", "none", "busybox", "tty"]);
+    let line = format!("{:?}", cmd).replace('"', "");
+    let out = Command::new("script").args(["-qec", &line, "/dev/null"]).stdin(Stdio::null()).output().unwrap();
+    assert!(text(&out.stdout).contains("/dev/pts/0"), "{}", both(&out));
+    let _ = Duration::ZERO;
+    f.assert_nothing_left();
+}
