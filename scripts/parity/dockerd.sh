@@ -9,6 +9,7 @@
 #                           when no daemon can be started here; anything else
 #                           is an error. A failed start removes what it made.
 #   dockerd.sh stop STATE   stops that daemon and removes everything it made.
+# MRPAR_DOCKERD_ARGS: more dockerd flags (word-split), e.g. --userland-proxy=false.
 #
 # What it starts, each under `tini -s` (a subreaper: this machine's pid 1
 # reaps no orphans, and containerd's shims are orphans by design):
@@ -35,7 +36,6 @@
 set -euo pipefail
 
 SKIP=77
-HERE=$(cd "$(dirname "$0")" && pwd)
 die_skip() { echo "SKIP: $*" >&2; exit $SKIP; }
 log() { echo "dockerd.sh: $*" >&2; }
 
@@ -213,7 +213,12 @@ do_start() {
     } >"$S/made"
     trap 'rc=$?; if [ $rc != 0 ]; then log "start failed; cleaning up"; do_stop "$S" || true; fi; exit $rc' EXIT
 
+    # Two parity daemons starting at once must not pick the same subnet: the
+    # choice and the address are made under a lock (on this script, so that
+    # no lock file is left behind).
     local subnet
+    exec 9<"$0"
+    flock 9
     subnet=$(pick_subnet)
     [ -n "$subnet" ] || die_skip "no free 172.19-31.0.0/16 for the daemon's bridge"
     local gw=${subnet%.0/16}.1
@@ -222,6 +227,7 @@ do_start() {
     ip link add "$BR" type bridge || die_skip "cannot create bridge $BR"
     ip addr add "$gw/16" dev "$BR"
     ip link set "$BR" up
+    exec 9<&-
 
     # containerd of our own.
     cat >"$S/containerd.toml" <<EOF
@@ -249,7 +255,7 @@ EOF
         --data-root "$D/docker" --exec-root "$S/exec" --pidfile "$S/dockerd.pid" \
         -H "unix://$S/docker.sock" --containerd "$S/containerd.sock" \
         --bridge "$BR" --ip-forward=false --cgroup-parent "/$CG" \
-        --storage-driver overlay2 \
+        --storage-driver overlay2 ${MRPAR_DOCKERD_ARGS:-} \
         </dev/null >"$S/dockerd.log" 2>&1 &
     echo "DOCKERD_TINI=$!" >>"$S/made"
     export DOCKER_CONFIG=$S/client
@@ -259,7 +265,7 @@ EOF
         sleep 0.1
     done
     docker_client -H "unix://$S/docker.sock" version >/dev/null 2>&1 ||
-        die_skip "dockerd did not start: $(grep -E 'level=(error|fatal)|failed' "$S/dockerd.log" | tail -3 | tr '\n' ' ')"
+        die_skip "dockerd did not start: $(grep -v '^[[:space:]]*$' "$S/dockerd.log" | tail -2 | tr '\n' ' ')"
     trap - EXIT
     echo "MRPAR_STATE=$S"
     echo "DOCKER_HOST=unix://$S/docker.sock"
