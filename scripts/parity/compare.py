@@ -21,6 +21,7 @@ import ctypes
 import fnmatch
 import http.client
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -161,10 +162,14 @@ class Minirun(Engine):
     """minirun's Docker-style front end, every piece of state under one
     temporary directory (never the default roots)."""
     name = "minirun"
+    # minirun's default network `bridge` always has this device, whatever
+    # --network-root says (netsetup's DEFAULT_BRIDGE).
+    DEFAULT_BRIDGE = "minirun0"
 
     def __init__(self, binary, state_dir):
         self.binary = binary
         self.state = state_dir
+        self.may_remove_default_network = False
         help_text = run([binary, "--help"]).stdout
         base = [binary]
         for flag, sub in (("--root", "containers"), ("--network-root", "network"), ("--image-root", "images")):
@@ -175,12 +180,18 @@ class Minirun(Engine):
         super().__init__(base, dict(os.environ))
 
     def available(self):
-        """None if `minirun run` exists, else why not."""
+        """None if `minirun run` exists and can run here, else why not."""
         if not os.access(self.binary, os.X_OK):
             return f"{self.binary} is not an executable"
         r = run([self.binary, "run", "--help"])
         if r.returncode != 0:
             return f"`minirun run --help` fails: {(r.stderr or r.stdout).strip().splitlines()[:1]}"
+        # A private --network-root would make its default network on
+        # someone else's minirun0 (and removing it would delete theirs).
+        if os.path.exists(f"/sys/class/net/{self.DEFAULT_BRIDGE}"):
+            return (f"{self.DEFAULT_BRIDGE} exists (another minirun's default network); minirun's default network "
+                    f"always uses that device, so a parity run would share it and its clean-up would delete it")
+        self.may_remove_default_network = True
         return None
 
     def import_image(self, tar):
@@ -190,12 +201,50 @@ class Minirun(Engine):
 
     def cleanup(self):
         super().cleanup()
+        # Our --root holds only our containers.
+        ids = self.cmd("ps", "-a", "-q").stdout.split()
+        if ids:
+            self.cmd("rm", "-f", *ids)
         self.cmd("rmi", IMAGE)
-        # The default network made on first use under our --network-root.
-        if "--network-root" in self.base:
-            r = self.cmd("network", "ls")
-            if r.returncode == 0 and "bridge" in r.stdout:
-                self.cmd("network", "rm", "bridge")
+        self.remove_default_network()
+
+    def remove_default_network(self):
+        """`network rm bridge` deletes minirun0: only when we made it and
+        nobody else has come to use it meanwhile (no other address on it, no
+        ports)."""
+        br = self.DEFAULT_BRIDGE
+        if not self.may_remove_default_network or not os.path.exists(f"/sys/class/net/{br}"):
+            return
+        r = self.cmd("network", "inspect", "bridge")
+        try:
+            subnet = ipaddress.ip_network(json.loads(r.stdout)["network"]["subnet"])
+        except (ValueError, KeyError, TypeError):
+            log(f"minirun network inspect bridge: no subnet ({r.stderr.strip()}); {br} left alone")
+            return
+        addrs = run(["ip", "-o", "-4", "addr", "show", "dev", br]).stdout.split()
+        foreign = [a for i, a in enumerate(addrs) if i and addrs[i - 1] == "inet" and ipaddress.ip_interface(a).ip not in subnet]
+        ports = os.listdir(f"/sys/class/net/{br}/brif") if os.path.isdir(f"/sys/class/net/{br}/brif") else []
+        if foreign or ports:
+            log(f"{br} now also carries {foreign or ports}: someone else uses it; left alone")
+            return
+        r = self.cmd("network", "rm", "bridge")
+        if r.returncode != 0:
+            log(f"minirun network rm bridge: {r.stderr.strip()}")
+
+
+def unmount_under(path):
+    """Unmounts what is mounted under path (deepest first); True if nothing is left."""
+    def targets():
+        with open("/proc/self/mountinfo") as f:
+            ms = [l.split()[4] for l in f]
+        return sorted((m for m in ms if m == path or m.startswith(path + "/")), reverse=True)
+    for m in targets():
+        if run(["umount", m]).returncode != 0:
+            run(["umount", "-l", m])
+    left = targets()
+    if left:
+        log(f"still mounted under {path}: {left}")
+    return not left
 
 
 # --------------------------------------------------------------------------
@@ -590,7 +639,10 @@ def main():
             r = run([os.path.join(HERE, "dockerd.sh"), "stop", dockerd_state], timeout=180)
             if r.returncode != 0:
                 log(f"dockerd.sh stop: {r.stderr.strip()}")
-        shutil.rmtree(work, ignore_errors=True)
+        if unmount_under(work):
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log(f"{work} left in place")
         reap_orphans()
 
 
