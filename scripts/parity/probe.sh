@@ -91,6 +91,7 @@ for ifc in $(ls /sys/class/net | sort); do
     say "net.$ifc.flags" "$(ip -o link show dev "$ifc" | sed -n 's/^[0-9]*: [^:]*: <\([^>]*\)>.*/\1/p')"
     say "net.$ifc.addr4" "$(ip -o -4 addr show dev "$ifc" | awk '{printf "%s%s", (n++ ? " " : ""), $4; for (i = 5; i < NF; i++) if ($i == "brd") printf " brd %s", $(i + 1)}')"
     say "net.$ifc.addr6" "$(ip -o -6 addr show dev "$ifc" 2>/dev/null | awk '{printf "%s%s/%s", (n++ ? " " : ""), $4, $6}')"
+    say "net.$ifc.disable_ipv6" "$(val /proc/sys/net/ipv6/conf/$ifc/disable_ipv6)"
 done
 i=0
 ip -4 route show | sed 's/  */ /g; s/ $//' | while IFS= read -r l; do i=$((i + 1)); say "route4[$i]" "$l"; done
