@@ -457,10 +457,17 @@ def unbacktick(s):
     return s[1:-1] if len(s) >= 2 and s[0] == s[-1] == "`" else s
 
 
+def glob(value, pattern):
+    """fnmatch with `*` and `?` only: `[` is literal (fact names have
+    brackets), and `(empty)` stands for the empty value."""
+    if pattern == "(empty)":
+        return value == ""
+    return fnmatch.fnmatchcase(value, pattern.replace("[", "[[]"))
+
+
 def intended(rules, scenario, fact, dv, mv):
     for sc, fa, d, m, reason in rules:
-        if (fnmatch.fnmatchcase(scenario, sc) and fnmatch.fnmatchcase(fact, fa)
-                and fnmatch.fnmatchcase(dv, d) and fnmatch.fnmatchcase(mv, m)):
+        if glob(scenario, sc) and glob(fact, fa) and glob(dv, d) and glob(mv, m):
             return reason
     return None
 
