@@ -203,7 +203,7 @@ class Minirun(Engine):
             return f"`minirun run --help` fails: {(r.stderr or r.stdout).strip().splitlines()[:1]}"
         # A private --network-root would make its default network on
         # someone else's minirun0 (and removing it would delete theirs).
-        if os.path.exists(f"/sys/class/net/{self.DEFAULT_BRIDGE}"):
+        if link_exists(self.DEFAULT_BRIDGE):
             return (f"{self.DEFAULT_BRIDGE} exists (another minirun's default network); minirun's default network "
                     f"always uses that device, so a parity run would share it and its clean-up would delete it")
         self.may_remove_default_network = True
@@ -228,7 +228,7 @@ class Minirun(Engine):
         nobody else has come to use it meanwhile (no other address on it, no
         ports)."""
         br = self.DEFAULT_BRIDGE
-        if not self.may_remove_default_network or not os.path.exists(f"/sys/class/net/{br}"):
+        if not self.may_remove_default_network or not link_exists(br):
             return
         r = self.cmd("network", "inspect", "bridge")
         try:
@@ -238,13 +238,19 @@ class Minirun(Engine):
             return
         addrs = run(["ip", "-o", "-4", "addr", "show", "dev", br]).stdout.split()
         foreign = [a for i, a in enumerate(addrs) if i and addrs[i - 1] == "inet" and ipaddress.ip_interface(a).ip not in subnet]
-        ports = os.listdir(f"/sys/class/net/{br}/brif") if os.path.isdir(f"/sys/class/net/{br}/brif") else []
+        ports = [l.split(":")[1].strip() for l in run(["ip", "-o", "link", "show", "master", br]).stdout.splitlines()]
         if foreign or ports:
             log(f"{br} now also carries {foreign or ports}: someone else uses it; left alone")
             return
         r = self.cmd("network", "rm", "bridge")
         if r.returncode != 0:
             log(f"minirun network rm bridge: {r.stderr.strip()}")
+
+
+def link_exists(name):
+    """Asked over netlink: /sys/class/net shows the links of the namespace
+    that mounted /sys, not of ours."""
+    return run(["ip", "link", "show", "dev", name]).returncode == 0
 
 
 def unmount_under(path):
