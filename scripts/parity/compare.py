@@ -497,6 +497,7 @@ def report(results, rules, show_all, out):
     """results: [(scenario, docker facts, minirun facts)] -> count of unexpected differences."""
     unexpected, intended_n, same_n = 0, 0, 0
     used_rules = set()
+    groups = {}  # (fact, docker, minirun) -> scenarios, for the summary
     base = {e: results[0][i + 1] for i, e in enumerate(("docker", "minirun"))}
     lines_full, lines_short = ["scenario\tfact\tdocker\tminirun\tverdict"], []
     w = 44
@@ -519,6 +520,7 @@ def report(results, rules, show_all, out):
                 else:
                     verdict = "DIFFERENT"
                     unexpected += 1
+                    groups.setdefault((k, dv, mv), []).append(scen)
             lines_full.append(f"{scen}\t{k}\t{dv}\t{mv}\t{verdict}")
             changed = scen == results[0][0] or dv != base["docker"].get(k, MISSING) or mv != base["minirun"].get(k, MISSING)
             if show_all or verdict != "same" or changed:
@@ -528,6 +530,10 @@ def report(results, rules, show_all, out):
             lines_short.append("(as in default, same under both engines)")
         lines_short.append("")
     summary = f"parity: {same_n} same, {intended_n} intended differences, {unexpected} unexpected differences"
+    if groups:
+        summary += "\nunexpected differences (fact: docker | minirun, in scenarios):"
+        for (k, dv, mv), scens in groups.items():
+            summary += f"\n  {k}: {dv or '(empty)'} | {mv or '(empty)'}, in {', '.join(scens)}"
     unused = [r[4] for r in rules if r[4] not in used_rules]
     if unused:
         summary += f"\n(intended-difference rules that matched nothing this run: {len(unused)})"
