@@ -6,7 +6,7 @@ BIN     := $(RELEASE)/minirun
 OCI_BIN := $(RELEASE)/minirun-runc
 SHARED  ?= ../shared
 
-.PHONY: all build deps test unit-test integration-test demo bench bench-network install uninstall test-cgroupv2 check-clients clippy clean
+.PHONY: all build deps test unit-test integration-test demo bench bench-network install uninstall test-cgroupv2 check-clients parity clippy clean
 
 all: build
 
@@ -59,6 +59,12 @@ check-clients: build
 	$(SHARED)/checks/install-deps.sh
 	$(SHARED)/checks/podman-check.sh $(CURDIR)/$(OCI_BIN)
 	$(SHARED)/checks/containerd-check.sh $(CURDIR)/$(OCI_BIN)
+
+# The same busybox image under a private Docker 20.10 daemon and under
+# minirun, what the container sees side by side (docs/docker-parity.md).
+# Installs docker.io and busybox-static if absent; exit 77/78 means skipped.
+parity: build
+	python3 scripts/parity/compare.py --minirun $(CURDIR)/$(BIN)
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
