@@ -250,6 +250,7 @@ impl NetContext {
             firewall.setup_network(&rules_for(network))?;
         }
         host.create_veth(&attachment.host_veth, &attachment.interface, bridge.index, netns.as_fd(), mtu)?;
+        netlink::disable_ipv6_in(netns.as_fd(), &attachment.interface).map_err(|source| AttachError::Io { action: "disable IPv6 on", path: attachment.interface.clone().into(), source })?;
         let mut inside = Netlink::open_in(netns.as_fd())?;
         inside.configure_interface(&attachment.interface, netlink::mac_for(attachment.address.addr()), attachment.address)?;
         inside.add_default_route(network.gateway)?;

@@ -183,6 +183,26 @@ pub fn enable_forwarding(bridge: &str) -> io::Result<()> {
     set_sysctl_one(&format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"))
 }
 
+/// Turns IPv6 off on `interface` in namespace `netns`: the networks are
+/// IPv4 only, and an interface left with IPv6 autoconfiguration accepts
+/// router advertisements from anyone on the bridge (CVE-2024-32473, which
+/// is why Docker 26.0.2 and later do the same).
+pub fn disable_ipv6_in(netns: BorrowedFd, interface: &str) -> io::Result<()> {
+    check_name(interface).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let path = format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6");
+    let original = File::open("/proc/thread-self/ns/net")?;
+    setns(netns, CloneFlags::CLONE_NEWNET)?;
+    // /proc/sys/net shows the namespace of whoever opens it.
+    let file = std::fs::OpenOptions::new().write(true).open(&path);
+    setns(original.as_fd(), CloneFlags::CLONE_NEWNET)?;
+    match file {
+        Ok(mut file) => io::Write::write_all(&mut file, b"1\n").map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}"))),
+        // A kernel without IPv6 has nothing to turn off.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io::Error::new(e.kind(), format!("{path}: {e}"))),
+    }
+}
+
 /// Writes "1" unless the value already is 1: reading first keeps this
 /// working where /proc/sys is mounted read-only but was set beforehand.
 fn set_sysctl_one(path: &str) -> io::Result<()> {

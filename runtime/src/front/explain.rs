@@ -1,8 +1,8 @@
 //! `minirun run --explain`.
 use super::engine::store::NetworkMode;
 use super::engine::{Engine, EngineError};
-use super::run_args::RunArgs;
+use super::run_spec::RunConfig;
 
-pub fn print(_engine: &Engine, _args: &RunArgs, _mode: &NetworkMode) -> Result<(), EngineError> {
+pub fn print(_engine: &Engine, _config: &RunConfig, _mode: &NetworkMode) -> Result<(), EngineError> {
     Err(EngineError::Other("--explain is being written".into()))
 }

@@ -24,8 +24,8 @@ use super::FrontCli;
 pub fn run(cli: &FrontCli, args: &RunArgs) -> i32 {
     match prepare(cli, args) {
         Ok(None) => 0,
-        Ok(Some((engine, record))) if args.detach => start_monitor(cli, &engine, &record),
-        Ok(Some((engine, record))) => supervise(&engine, &record.id, Supervision::Foreground),
+        Ok(Some(Prepared { engine, record, detach: true })) => start_monitor(cli, &engine, &record),
+        Ok(Some(Prepared { engine, record, detach: false })) => supervise(&engine, &record.id, Supervision::Foreground),
         Err(e) => {
             eprintln!("minirun: {e}");
             e.exit_code()
@@ -42,9 +42,9 @@ struct NetworkPlan {
     etc_from: Option<std::path::PathBuf>,
 }
 
-fn plan_network(engine: &Engine, args: &RunArgs) -> Result<NetworkPlan, EngineError> {
-    let mode = NetworkMode::parse(&args.network)?;
-    for spec in &args.publish {
+fn plan_network(engine: &Engine, config: &RunConfig) -> Result<NetworkPlan, EngineError> {
+    let mode = NetworkMode::from_flag(&config.network);
+    for spec in &config.publish {
         parse_port_spec(spec).map_err(|e| EngineError::Usage(e.to_string()))?;
     }
     Ok(match mode {
@@ -54,13 +54,8 @@ fn plan_network(engine: &Engine, args: &RunArgs) -> Result<NetworkPlan, EngineEr
         }
         NetworkMode::None => NetworkPlan { mode, netns: NetnsChoice::New, hostname: None, etc_from: None },
         NetworkMode::Host => NetworkPlan { mode, netns: NetnsChoice::Host, hostname: Some(host_name()), etc_from: None },
+        // (-p and -h with container: were refused by RunConfig::parse.)
         NetworkMode::Container(ref other) => {
-            if !args.publish.is_empty() {
-                return Err(EngineError::Usage("conflicting options: port publishing and the container type network mode".into()));
-            }
-            if args.hostname.is_some() {
-                return Err(EngineError::Usage("conflicting options: hostname and the container type network mode".into()));
-            }
             let owner = engine.store.resolve(other)?;
             let init = owner.state.init.filter(|_| owner.is_running()).ok_or_else(|| EngineError::Conflict(format!("cannot join the network of container {other}: it is not running")))?;
             NetworkPlan {
@@ -73,34 +68,41 @@ fn plan_network(engine: &Engine, args: &RunArgs) -> Result<NetworkPlan, EngineEr
     })
 }
 
+/// A container ready to start.
+struct Prepared {
+    engine: Engine,
+    record: ContainerRecord,
+    detach: bool,
+}
+
 /// Everything up to the start; None when --explain only printed the plan.
-fn prepare(cli: &FrontCli, args: &RunArgs) -> Result<Option<(Engine, ContainerRecord)>, EngineError> {
+fn prepare(cli: &FrontCli, args: &RunArgs) -> Result<Option<Prepared>, EngineError> {
     let config = RunConfig::parse(args).map_err(|e| EngineError::Usage(e.to_string()))?;
     let engine = super::engine(cli).map_err(EngineError::Other)?;
     engine.reclaim();
-    let network = plan_network(&engine, args)?;
-    let image = super::image::find_or_pull(cli, &args.image).map_err(EngineError::Other)?;
+    let network = plan_network(&engine, &config)?;
+    let image = super::image::find_or_pull(cli, &config.image).map_err(EngineError::Other)?;
     let defaults = RunDefaults::from_image(&image.config);
     let signal = stop_signal(&config, &defaults).map_err(|e| EngineError::Usage(e.to_string()))?;
-    if args.explain {
-        super::explain::print(&engine, args, &network.mode)?;
+    if config.explain {
+        super::explain::print(&engine, &config, &network.mode)?;
         return Ok(None);
     }
-    let record = engine.store.create(args.name.as_deref(), |r| {
-        r.image = args.image.clone();
+    let record = engine.store.create(config.name.as_deref(), |r| {
+        r.image = config.image.clone();
         r.image_id = image.id.clone();
-        r.tty = args.tty;
-        r.interactive = args.interactive;
-        r.auto_remove = args.rm;
+        r.tty = config.tty;
+        r.interactive = config.interactive;
+        r.auto_remove = config.rm;
         r.stop_signal = signal as i32;
         r.network = network.mode.clone();
-        r.publish = args.publish.clone();
+        r.publish = config.publish.clone();
         r.labels = defaults.labels.clone();
         r.state.status = Some(Status::Created);
         r.state.monitor = super::engine::store::ProcessRef::of(std::process::id() as i32);
     })?;
     match make_bundle(&engine, &record, &config, &defaults, &image, network) {
-        Ok(record) => Ok(Some((engine, record))),
+        Ok(record) => Ok(Some(Prepared { engine, record, detach: config.detach })),
         Err(e) => {
             let _ = engine.remove(&record);
             Err(e)
@@ -142,6 +144,7 @@ fn make_bundle(
         cgroups_path: format!("/minirun/{}", record.id),
     };
     let spec = build_spec(config, defaults, &ctx).map_err(|e| EngineError::Usage(e.to_string()))?;
+    create_missing_directories(config, &spec, &layers.path)?;
     let json = serde_json::to_vec_pretty(&spec).map_err(|e| EngineError::Other(format!("serialize config.json: {e}")))?;
     std::fs::write(dir.join("config.json"), json).map_err(EngineError::io("write config.json"))?;
     let process = spec.process().clone().unwrap_or_default();
@@ -152,6 +155,23 @@ fn make_bundle(
         r.working_dir = process.cwd().display().to_string();
         r.user = config_user(&process);
     })
+}
+
+/// Docker makes a missing `-v` source on the host and a missing working
+/// directory in the container, both as directories.
+fn create_missing_directories(config: &RunConfig, spec: &oci_spec::runtime::Spec, rootfs: &Path) -> Result<(), EngineError> {
+    for bind in &config.volumes {
+        if !bind.source.exists() {
+            std::fs::create_dir_all(&bind.source).map_err(EngineError::io(format!("create -v source {}", bind.source.display())))?;
+        }
+    }
+    let cwd = spec.process().as_ref().map(|p| p.cwd().clone()).unwrap_or_default();
+    // Resolved inside the rootfs: the image's symlinks cannot point it out.
+    let inside = minirun_rootfs::secure_join(rootfs, &cwd).map_err(|e| EngineError::Other(format!("working directory {}: {e}", cwd.display())))?;
+    if !inside.exists() {
+        std::fs::create_dir_all(&inside).map_err(EngineError::io(format!("create working directory {}", cwd.display())))?;
+    }
+    Ok(())
 }
 
 fn config_hostname(config: &RunConfig, network: &NetworkPlan, record: &ContainerRecord) -> String {

@@ -1693,6 +1693,7 @@ fn id_lines(text: &str) -> impl Iterator<Item = IdLine<'_>> {
 }
 
 /// The process's user, and the home directory runc would put in HOME.
+#[derive(Debug)]
 struct ResolvedUser {
     user: Value,
     home: String,
@@ -2245,7 +2246,11 @@ mod tests {
         assert_eq!(p.oom_score_adj(), Some(0));
         assert_eq!(
             p.env().as_deref().unwrap(),
-            [format!("PATH={DEFAULT_PATH}"), "HOSTNAME=0123456789ab".into()]
+            [
+                format!("PATH={DEFAULT_PATH}"),
+                "HOSTNAME=0123456789ab".into(),
+                "HOME=/root".into()
+            ]
         );
         assert_eq!((p.user().uid(), p.user().gid()), (0, 0));
         // root is listed in wheel, so like Docker on Alpine it gets group 10.
@@ -2280,7 +2285,7 @@ mod tests {
             j["linux"]["sysctl"],
             json!({ "net.ipv4.ping_group_range": "0 2147483647", "net.ipv4.ip_unprivileged_port_start": "0" })
         );
-        let c = |minor_major: (i64, i64), allow: bool| json!({ "allow": allow, "type": "c", "major": minor_major.0, "minor": minor_major.1, "access": "rwm" });
+        let c = |(major, minor): (i64, i64), allow: bool| json!({ "allow": allow, "type": "c", "major": major, "minor": minor, "access": "rwm" });
         assert_eq!(
             j["linux"]["resources"],
             json!({ "devices": [
@@ -2669,6 +2674,7 @@ mod tests {
                 "C=c".into(),
                 "E=2".into(),
                 "D=image".into(),
+                "HOME=/root".into(),
             ]
         );
         assert_eq!(process(&spec).terminal(), Some(true));
@@ -2681,7 +2687,8 @@ mod tests {
                 "HOSTNAME=0123456789ab",
                 "A=image",
                 "B=image",
-                "D=image"
+                "D=image",
+                "HOME=/root"
             ]
         );
     }
@@ -2743,6 +2750,18 @@ mod tests {
         };
         let err = build_with(&["busybox"], &image, NetnsChoice::New, &facts()).unwrap_err();
         assert!(err.to_string().contains("image WorkingDir"), "{err}");
+    }
+
+    #[test]
+    fn home_comes_from_passwd_unless_set() {
+        let env_of = |words: &[&str]| process(&spec(words)).env().clone().unwrap();
+        assert!(env_of(&["-u", "alice", "b"]).contains(&"HOME=/home/alice".to_string()));
+        assert!(env_of(&["-u", "4242", "b"]).contains(&"HOME=/".to_string()));
+        let env = env_of(&["-e", "HOME=/mine", "b"]);
+        assert_eq!(
+            env.iter().filter(|e| e.starts_with("HOME=")).collect::<Vec<_>>(),
+            ["HOME=/mine"]
+        );
     }
 
     fn user_of(words: &[&str], image: &RunDefaults) -> Result<(u32, u32, Vec<u32>), RunSpecError> {
@@ -2809,7 +2828,7 @@ mod tests {
         assert!(err.to_string().contains("unable to find user evil"), "{err}");
         // Numeric users need no passwd entry at all.
         assert_eq!(
-            resolve_user("--user", "7", rootfs.path()).unwrap(),
+            resolve_user("--user", "7", rootfs.path()).unwrap().user,
             json!({ "uid": 7, "gid": 0, "additionalGids": [0] })
         );
         // A FIFO must not hang the lookup.

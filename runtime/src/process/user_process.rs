@@ -83,11 +83,12 @@ impl Executable {
             let search = env.iter().find_map(|kv| kv.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
             find_in_path(program, search)?
         };
-        Ok(Executable {
-            path: cstring(path.as_os_str().as_bytes())?,
-            argv: args.iter().map(cstring).collect::<Result<_, _>>()?,
-            envp: env.iter().map(cstring).collect::<Result<_, _>>()?,
-        })
+        let mut envp: Vec<CString> = env.iter().map(cstring).collect::<Result<_, _>>()?;
+        if !env.iter().any(|kv| kv.starts_with("HOME=")) {
+            // As runc: programs and shells expect HOME, and images rarely set it.
+            envp.push(cstring(format!("HOME={}", home_of(process.user().uid())))?);
+        }
+        Ok(Executable { path: cstring(path.as_os_str().as_bytes())?, argv: args.iter().map(cstring).collect::<Result<_, _>>()?, envp })
     }
 
     /// Replaces this process. Only returns on failure.
@@ -95,6 +96,19 @@ impl Executable {
         let err = nix::unistd::execve(&self.path, &self.argv, &self.envp).unwrap_err();
         UserProcessError::Exec { path: self.path.to_string_lossy().into_owned(), source: err }
     }
+}
+
+/// The user's home in the container's /etc/passwd (we are past pivot_root),
+/// or "/" for a user it does not list.
+fn home_of(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.len() >= 6 && fields[2].parse() == Ok(uid))
+        .map(|fields| fields[5].to_string())
+        .filter(|home| !home.is_empty())
+        .unwrap_or_else(|| "/".into())
 }
 
 fn check_executable(path: &Path, program: &str) -> Result<(), UserProcessError> {

@@ -39,18 +39,16 @@ pub enum NetworkMode {
 }
 
 impl NetworkMode {
-    pub fn parse(text: &str) -> Result<NetworkMode, EngineError> {
-        Ok(match text {
-            "host" => NetworkMode::Host,
-            "none" => NetworkMode::None,
-            "" => return Err(EngineError::Usage("--network must not be empty".into())),
-            _ => match text.strip_prefix("container:") {
-                Some("") => return Err(EngineError::Usage("--network container: needs a container name or id".into())),
-                Some(other) => NetworkMode::Container(other.to_string()),
-                None if text == "default" => NetworkMode::Bridge("bridge".into()),
-                None => NetworkMode::Bridge(text.to_string()),
-            },
-        })
+    /// The engine's record of what `--network` asked for.
+    pub fn from_flag(flag: &crate::front::run_spec::NetworkMode) -> NetworkMode {
+        use crate::front::run_spec::NetworkMode as Flag;
+        match flag {
+            Flag::Bridge => NetworkMode::Bridge(minirun_netsetup::attach::DEFAULT_NETWORK.into()),
+            Flag::Named(name) => NetworkMode::Bridge(name.clone()),
+            Flag::Host => NetworkMode::Host,
+            Flag::None => NetworkMode::None,
+            Flag::Container(other) => NetworkMode::Container(other.clone()),
+        }
     }
 
     /// As `docker inspect` shows HostConfig.NetworkMode.
@@ -142,10 +140,11 @@ impl ContainerRecord {
         &self.id[..12]
     }
 
-    /// Not exited, but nobody supervises it any more: its monitor (or
-    /// foreground `run`) was killed. The next command that notices cleans up.
+    /// Not exited, but its supervisor (the monitor, or the foreground
+    /// `run`) is gone: it was killed. The next command that notices cleans
+    /// up. (A container that failed to start has no supervisor recorded.)
     pub fn is_orphaned(&self) -> bool {
-        self.status() != Status::Exited && !self.state.monitor.is_some_and(|m| m.is_alive())
+        self.status() != Status::Exited && self.state.monitor.is_some_and(|m| !m.is_alive())
     }
 
     pub fn is_running(&self) -> bool {
@@ -395,12 +394,4 @@ mod tests {
         assert_eq!(store.list().unwrap().len(), 1);
     }
 
-    #[test]
-    fn network_modes() {
-        assert_eq!(NetworkMode::parse("bridge").unwrap(), NetworkMode::Bridge("bridge".into()));
-        assert_eq!(NetworkMode::parse("mynet").unwrap(), NetworkMode::Bridge("mynet".into()));
-        assert_eq!(NetworkMode::parse("container:web").unwrap(), NetworkMode::Container("web".into()));
-        assert_eq!(NetworkMode::parse("host").unwrap(), NetworkMode::Host);
-        assert!(NetworkMode::parse("container:").is_err());
-    }
 }
