@@ -13,5 +13,6 @@ mod loopback;
 pub mod netlink;
 pub mod network;
 pub mod ports;
+mod shell;
 
 pub use loopback::{loopback_up, LoopbackError};
