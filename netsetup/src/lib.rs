@@ -7,6 +7,7 @@
 
 pub mod attach;
 pub mod container_files;
+pub mod explain;
 pub mod firewall;
 pub mod ipam;
 mod loopback;
