@@ -646,6 +646,9 @@ impl FirewallDriver for NftablesDriver {
         validate_network(net)?;
         let mut cmds: Vec<String> = setup_plan(self.text_listing()?.as_ref(), net).iter().map(|c| nft_command(c)).collect();
         let (missing, insert) = self.missing_coexistence_rules();
+        if !missing.is_empty() {
+            cmds.push("# iptables' FORWARD may drop what minirun's table accepts: let through what it marked".to_string());
+        }
         cmds.extend(missing.iter().map(|tools| command_line(&tools.program_name(), "filter", &insert)));
         Ok(cmds)
     }
