@@ -14,14 +14,14 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::firewall::{self, BackendChoice, DriverOptions, FirewallDriver, FirewallError, NetworkRules, PortRule, Proto};
-use crate::ipam::{Ipam, IpamError, LeaseOwner};
+use crate::ipam::{Ipam, IpamError, Lease, LeaseOwner};
 use crate::netlink::{self, Netlink, NetlinkError};
 use crate::network::{Network, NetworkError, NetworkStore};
 use crate::ports::{self, PortError, PortMapping, Protocol};
 
 pub use crate::network::DEFAULT_NETWORK;
 
-const CONTAINER_INTERFACE: &str = "eth0";
+pub(crate) const CONTAINER_INTERFACE: &str = "eth0";
 
 #[derive(Debug, Error)]
 pub enum AttachError {
@@ -93,15 +93,15 @@ pub fn host_veth_name(container_id: &str) -> String {
     format!("mr{:012x}", hash >> 16)
 }
 
-fn mac_text(mac: [u8; 6]) -> String {
+pub(crate) fn mac_text(mac: [u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
-fn rules_for(network: &Network) -> NetworkRules {
+pub(crate) fn rules_for(network: &Network) -> NetworkRules {
     NetworkRules { network: network.name.clone(), bridge: network.bridge.clone(), subnet: network.subnet, internal: network.internal }
 }
 
-fn port_rules(container_id: &str, address: Ipv4Addr, ports: &[PortMapping]) -> Vec<PortRule> {
+pub(crate) fn port_rules(container_id: &str, address: Ipv4Addr, ports: &[PortMapping]) -> Vec<PortRule> {
     ports
         .iter()
         .map(|p| PortRule {
@@ -120,7 +120,7 @@ fn port_rules(container_id: &str, address: Ipv4Addr, ports: &[PortMapping]) -> V
 
 /// `-p 80` asks for any free host port: the kernel picks one (from its
 /// ephemeral range, as Docker's allocator does from 32768-60999).
-fn choose_host_ports(wanted: &[PortMapping]) -> Result<Vec<PortMapping>, AttachError> {
+pub(crate) fn choose_host_ports(wanted: &[PortMapping]) -> Result<Vec<PortMapping>, AttachError> {
     wanted
         .iter()
         .map(|p| {
@@ -148,8 +148,18 @@ impl NetContext {
         self.state_root.join("attachments")
     }
 
-    fn attachment_path(&self, container_id: &str) -> PathBuf {
+    pub(crate) fn attachment_path(&self, container_id: &str) -> PathBuf {
         self.attachments_dir().join(format!("{}.json", host_veth_name(container_id)))
+    }
+
+    /// The container's attachment record, None if it has none.
+    pub(crate) fn read_attachment(&self, container_id: &str) -> Result<Option<Attachment>, AttachError> {
+        let path = self.attachment_path(container_id);
+        match fs::read(&path) {
+            Ok(text) => serde_json::from_slice(&text).map(Some).map_err(|e| AttachError::Several(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(AttachError::Io { action: "read", path, source }),
+        }
     }
 
     /// The firewall's lock (and its record beside it) live under the state
@@ -173,6 +183,18 @@ impl NetContext {
             return Ok(store.default_network(&taken)?);
         }
         Ok(store.get(name)?)
+    }
+
+    /// `network(name)` for `explain`: the same network, and whether it is
+    /// stored; the default network is not created (the one its first use
+    /// would create is returned), nor is any directory. Only reads.
+    pub(crate) fn peek_network(&self, name: &str) -> Result<(Network, bool), AttachError> {
+        let store = NetworkStore::open_read_only(&self.state_root);
+        if name == DEFAULT_NETWORK {
+            let taken = Netlink::open()?.ipv4_routes_and_addresses()?;
+            return Ok(store.peek_default_network(&taken)?);
+        }
+        Ok((store.get(name)?, true))
     }
 
     pub fn attachments(&self) -> Result<Vec<Attachment>, AttachError> {
@@ -264,11 +286,7 @@ impl NetContext {
     /// detaching what is not attached is not an error.
     pub fn detach(&self, container_id: &str) -> Result<Option<Attachment>, AttachError> {
         let path = self.attachment_path(container_id);
-        let attachment: Attachment = match fs::read(&path) {
-            Ok(text) => serde_json::from_slice(&text).map_err(|e| AttachError::Several(format!("{}: {e}", path.display())))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(AttachError::Io { action: "read", path, source }),
-        };
+        let Some(attachment) = self.read_attachment(container_id)? else { return Ok(None) };
         let mut errors = Vec::new();
         let network = self.store().and_then(|s| Ok(s.get(&attachment.network)?));
         if let Ok(network) = &network {
@@ -312,6 +330,20 @@ impl NetContext {
             }
         }
         Ok(reclaimed)
+    }
+
+    /// The leases `reclaim_stale` would reclaim now, with their network.
+    /// Only reads.
+    pub(crate) fn stale_leases(&self) -> Result<Vec<(Network, Lease)>, AttachError> {
+        let mut stale = Vec::new();
+        for network in NetworkStore::open_read_only(&self.state_root).list()? {
+            for lease in Ipam::open_read_only(&self.state_root, &network)?.peek_leases()? {
+                if !lease.owner.is_running() {
+                    stale.push((network.clone(), lease));
+                }
+            }
+        }
+        Ok(stale)
     }
 
     fn reclaim_stale_quietly(&self) {

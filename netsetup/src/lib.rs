@@ -7,11 +7,13 @@
 
 pub mod attach;
 pub mod container_files;
+pub mod explain;
 pub mod firewall;
 pub mod ipam;
 mod loopback;
 pub mod netlink;
 pub mod network;
 pub mod ports;
+mod shell;
 
 pub use loopback::{loopback_up, LoopbackError};

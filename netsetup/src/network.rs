@@ -116,6 +116,13 @@ impl NetworkStore {
         Ok(NetworkStore { root: root.to_path_buf() })
     }
 
+    /// The store at `root` for reading only: unlike `open`, nothing is
+    /// created (a missing directory reads as no networks). For `get`,
+    /// `list` and `peek_default_network`.
+    pub fn open_read_only(root: &Path) -> Self {
+        NetworkStore { root: root.to_path_buf() }
+    }
+
     /// The root directory; `Ipam::open` takes the same one.
     pub fn root(&self) -> &Path {
         &self.root
@@ -142,9 +149,23 @@ impl NetworkStore {
         if let Some(network) = self.load(DEFAULT_NETWORK)? {
             return Ok(network);
         }
+        self.store_new(self.new_default_network(taken)?)
+    }
+
+    /// `default_network` without creating it: the stored network and true,
+    /// or the one `default_network` would create now and false. Writes
+    /// nothing and takes no lock.
+    pub fn peek_default_network(&self, taken: &[Ipv4Net]) -> Result<(Network, bool), NetworkError> {
+        if let Some(network) = self.load(DEFAULT_NETWORK)? {
+            return Ok((network, true));
+        }
+        Ok((self.new_default_network(taken)?, false))
+    }
+
+    fn new_default_network(&self, taken: &[Ipv4Net]) -> Result<Network, NetworkError> {
         let others = self.list()?;
         let subnet = pick_subnet(taken, &others)?;
-        self.store_new(DEFAULT_NETWORK, DEFAULT_BRIDGE.to_string(), subnet, false)
+        Ok(new_network(DEFAULT_NETWORK, DEFAULT_BRIDGE.to_string(), subnet, false))
     }
 
     /// Creates a user-defined network.
@@ -178,7 +199,7 @@ impl NetworkStore {
         };
         let bridges: HashSet<&str> = others.iter().map(|n| n.bridge.as_str()).chain([DEFAULT_BRIDGE]).collect();
         let bridge = bridge_name(name, &bridges)?;
-        self.store_new(name, bridge, subnet, internal)
+        self.store_new(new_network(name, bridge, subnet, internal))
     }
 
     pub fn get(&self, name: &str) -> Result<Network, NetworkError> {
@@ -256,20 +277,16 @@ impl NetworkStore {
         Ok(Some(network))
     }
 
-    fn store_new(&self, name: &str, bridge: String, subnet: Ipv4Net, internal: bool) -> Result<Network, NetworkError> {
-        let network = Network {
-            name: name.to_string(),
-            bridge,
-            subnet,
-            gateway: first_host(subnet),
-            internal,
-            created: now_rfc3339(),
-        };
-        let path = self.network_path(name);
+    fn store_new(&self, network: Network) -> Result<Network, NetworkError> {
+        let path = self.network_path(&network.name);
         let json = serde_json::to_vec_pretty(&network).map_err(|e| NetworkError::Io { action: "encode", path: path.clone(), source: e.into() })?;
         write_atomic(&path, &json).map_err(io_err("write", &path))?;
         Ok(network)
     }
+}
+
+fn new_network(name: &str, bridge: String, subnet: Ipv4Net, internal: bool) -> Network {
+    Network { name: name.to_string(), bridge, subnet, gateway: first_host(subnet), internal, created: now_rfc3339() }
 }
 
 /// The stored network `name`, for the lease files to check against.
@@ -423,6 +440,24 @@ mod tests {
         // Later calls return what is stored, whatever `taken` says now.
         let again = store.default_network(&[net("172.18.5.0/24")]).unwrap();
         assert_eq!(again, first);
+    }
+
+    #[test]
+    fn peeking_at_the_default_network_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("state");
+        let reader = NetworkStore::open_read_only(&root);
+        let (peeked, stored) = reader.peek_default_network(&[net("172.18.0.0/16")]).unwrap();
+        assert!(!stored);
+        assert_eq!((peeked.name.as_str(), peeked.bridge.as_str()), ("bridge", "minirun0"));
+        assert_eq!(peeked.subnet, net("172.19.0.0/16"));
+        assert!(reader.list().unwrap().is_empty());
+        assert!(!root.exists(), "a read-only store makes no directory");
+        let made = NetworkStore::open(&root).unwrap().default_network(&[net("172.18.0.0/16")]).unwrap();
+        assert_eq!((made.subnet, made.gateway), (peeked.subnet, peeked.gateway));
+        let (again, stored) = reader.peek_default_network(&[]).unwrap();
+        assert!(stored);
+        assert_eq!(again, made);
     }
 
     #[test]

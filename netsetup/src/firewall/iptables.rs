@@ -100,6 +100,16 @@ impl IptablesTools {
         run(&self.restore, &[XTABLES_WAIT, "--noflush"], Some(script)).map(|_| ())
     }
 
+    /// The name a person types for these tools: plain `iptables` when that
+    /// is this variant, else `iptables-legacy` or `iptables-nft`.
+    pub(crate) fn program_name(&self) -> String {
+        if exec::default_iptables_variant() == Some(self.variant) {
+            "iptables".to_string()
+        } else {
+            format!("iptables-{}", self.variant)
+        }
+    }
+
     /// One iptables command: `-t table` and the words of `line`.
     pub(crate) fn command(&self, table: &str, line: &str) -> Result<(), FirewallError> {
         let words = split_words(line);
@@ -337,6 +347,76 @@ impl Batch {
     }
 }
 
+/// One iptables-restore line as the `program` command doing the same: `-t
+/// table` and its words, quoted for a shell where needed (the words are
+/// what iptables gets either way); a chain declaration `:CHAIN - [0:0]`
+/// becomes `-N CHAIN`.
+pub(crate) fn command_line(program: &str, table: &str, line: &str) -> String {
+    let words = match line.strip_prefix(':') {
+        Some(decl) => vec!["-N".to_string(), decl.split_whitespace().next().unwrap_or_default().to_string()],
+        None => split_words(line),
+    };
+    let mut out = format!("{program} -t {table}");
+    for w in &words {
+        out.push(' ');
+        out.push_str(&crate::shell::word(w));
+    }
+    out
+}
+
+/// A batch as `program` commands, in the order iptables-restore applies it.
+pub(crate) fn batch_commands(program: &str, batch: &Batch) -> Vec<String> {
+    batch.lines().map(|(table, line)| command_line(program, table, line)).collect()
+}
+
+/// What `setup_network` changes, given the tables as they are: the batch,
+/// and the built-in chains it adds jumps to (which iptables-nft may have
+/// to create). Nothing when everything is in place.
+fn setup_plan(dump: &Dump, net: &NetworkRules) -> (Batch, Vec<(&'static str, &'static str)>) {
+    let desired = network_rules(net);
+    let tag = network_tag(&net.network);
+    let mut batch = Batch::default();
+    let mut builtin: Vec<(&'static str, &'static str)> = Vec::new();
+    for table in TABLES {
+        let saved = dump.table(table);
+        for (_, ch) in OUR_CHAINS.iter().filter(|(t, ch)| *t == table && !saved.is_some_and(|s| s.has_chain(ch))) {
+            batch.push(table, format!(":{ch} - [0:0]"));
+        }
+        for base in base_rules().iter().filter(|b| b.table == table) {
+            if !has_base_rule(saved, base) {
+                batch.push(table, format!("-I {} 1 {}", base.chain, base.spec));
+                if !OUR_CHAINS.iter().any(|(_, c)| *c == base.chain) {
+                    builtin.push((table, base.chain));
+                }
+            }
+        }
+        let existing: Vec<&String> = saved
+            .map(|s| s.rules.iter().filter(|r| rule_comment(r).as_deref() == Some(tag.as_str())).collect())
+            .unwrap_or_default();
+        let wanted: Vec<&String> = desired.iter().filter(|(t, _)| *t == table).map(|(_, l)| l).collect();
+        if multiset(existing.iter().copied()) != multiset(wanted.iter().copied()) {
+            // Replace, in the same atomic section: what is there is not what should be.
+            for r in existing {
+                batch.push(table, delete_line(r));
+            }
+            for l in wanted {
+                batch.push(table, l.clone());
+            }
+        }
+    }
+    (batch, builtin)
+}
+
+/// The batch `add_ports` applies, and each line's tag.
+fn ports_batch(net: &NetworkRules, ports: &[PortRule]) -> (Batch, Vec<(&'static str, String, String)>) {
+    let rules = port_rules(net, ports);
+    let mut batch = Batch::default();
+    for (table, line, _) in &rules {
+        batch.push(table, line.clone());
+    }
+    (batch, rules)
+}
+
 /// The line iptables-restore reports as failed ("line 7 failed").
 pub(crate) fn failed_line(stderr: &str) -> Option<usize> {
     let i = stderr.find("line ")?;
@@ -569,37 +649,7 @@ impl FirewallDriver for IptablesDriver {
         validate_network(net)?;
         let _guard = self.lock.acquire()?;
         let dump = self.tools.save()?;
-        let desired = network_rules(net);
-        let tag = network_tag(&net.network);
-        let mut batch = Batch::default();
-        let mut builtin: Vec<(&str, &str)> = Vec::new();
-        for table in TABLES {
-            let saved = dump.table(table);
-            for (_, ch) in OUR_CHAINS.iter().filter(|(t, ch)| *t == table && !saved.is_some_and(|s| s.has_chain(ch))) {
-                batch.push(table, format!(":{ch} - [0:0]"));
-            }
-            for base in base_rules().iter().filter(|b| b.table == table) {
-                if !has_base_rule(saved, base) {
-                    batch.push(table, format!("-I {} 1 {}", base.chain, base.spec));
-                    if !OUR_CHAINS.iter().any(|(_, c)| *c == base.chain) {
-                        builtin.push((table, base.chain));
-                    }
-                }
-            }
-            let existing: Vec<&String> = saved
-                .map(|s| s.rules.iter().filter(|r| rule_comment(r).as_deref() == Some(tag.as_str())).collect())
-                .unwrap_or_default();
-            let wanted: Vec<&String> = desired.iter().filter(|(t, _)| *t == table).map(|(_, l)| l).collect();
-            if multiset(existing.iter().copied()) != multiset(wanted.iter().copied()) {
-                // Replace, in the same atomic section: what is there is not what should be.
-                for r in existing {
-                    batch.push(table, delete_line(r));
-                }
-                for l in wanted {
-                    batch.push(table, l.clone());
-                }
-            }
-        }
+        let (batch, builtin) = setup_plan(&dump, net);
         let created = self.note_creations(&builtin)?;
         self.run_batch(&batch)?;
         if created.is_empty() {
@@ -641,11 +691,7 @@ impl FirewallDriver for IptablesDriver {
         if ports.is_empty() {
             return Ok(());
         }
-        let rules = port_rules(net, ports);
-        let mut batch = Batch::default();
-        for (table, line, _) in &rules {
-            batch.push(table, line.clone());
-        }
+        let (batch, rules) = ports_batch(net, ports);
         let _guard = self.lock.acquire()?;
         // The removal recipe first: never short of what is in the kernel.
         let mut st = FirewallState::load_or_default(&self.state_path());
@@ -710,6 +756,25 @@ impl FirewallDriver for IptablesDriver {
             st.store(&self.state_path())?;
         }
         result
+    }
+
+    fn explain_setup_network(&self, net: &NetworkRules) -> Result<Vec<String>, FirewallError> {
+        validate_network(net)?;
+        let (batch, _) = setup_plan(&self.tools.save()?, net);
+        Ok(batch_commands(&self.tools.program_name(), &batch))
+    }
+
+    fn explain_add_ports(&self, net: &NetworkRules, ports: &[PortRule]) -> Result<Vec<String>, FirewallError> {
+        validate_ports(net, ports)?;
+        Ok(batch_commands(&self.tools.program_name(), &ports_batch(net, ports).0))
+    }
+
+    fn explain_remove_ports(&self, net: &NetworkRules, container_id: &str) -> Result<Vec<String>, FirewallError> {
+        validate_network(net)?;
+        validate_container_id(container_id)?;
+        // What the removal recipe holds, when it fits the tables: the tagged rules.
+        let tag = port_tag(&net.network, container_id);
+        Ok(batch_commands(&self.tools.program_name(), &remove_tag_plan(&self.tools.save()?, &tag)))
     }
 
     fn list_rules(&self) -> Result<Vec<String>, FirewallError> {
@@ -826,6 +891,96 @@ COMMIT
         assert_eq!(failed_line("iptables-restore: line 6 failed"), Some(6));
         assert_eq!(failed_line("iptables-nft-restore: line 12 failed: No chain/target/match by that name."), Some(12));
         assert_eq!(failed_line("something else"), None);
+    }
+
+    #[test]
+    fn setup_is_explained_as_iptables_commands() {
+        let n1 = net("n1", false);
+        // Nothing there yet: the chains, the jumps into them, the network's rules.
+        let (batch, builtin) = setup_plan(&Dump::default(), &n1);
+        assert_eq!(builtin, [(NAT, "PREROUTING"), (NAT, "OUTPUT"), (NAT, "POSTROUTING"), (FILTER, "FORWARD")]);
+        let cmds = batch_commands("iptables", &batch);
+        let mut expected = vec![
+            "iptables -t nat -N MINIRUN-DNAT".to_string(),
+            "iptables -t nat -N MINIRUN-POSTROUTING".into(),
+            "iptables -t nat -I PREROUTING 1 -m addrtype --dst-type LOCAL -m comment --comment minirun -j MINIRUN-DNAT".into(),
+            "iptables -t nat -I OUTPUT 1 -m addrtype --dst-type LOCAL -m comment --comment minirun -j MINIRUN-DNAT".into(),
+            "iptables -t nat -I POSTROUTING 1 -m comment --comment minirun -j MINIRUN-POSTROUTING".into(),
+            "iptables -t nat -A MINIRUN-POSTROUTING -s 10.0.0.0/24 ! -o br0 -m comment --comment minirun:n1 -j MASQUERADE".into(),
+            "iptables -t nat -A MINIRUN-POSTROUTING -s 127.0.0.0/8 -o br0 -m comment --comment minirun:n1 -j MASQUERADE".into(),
+            "iptables -t filter -N MINIRUN-FORWARD".into(),
+            "iptables -t filter -N MINIRUN-ISOLATION".into(),
+            "iptables -t filter -N MINIRUN-ISOLATION-2".into(),
+            "iptables -t filter -I FORWARD 1 -m comment --comment minirun -j MINIRUN-FORWARD".into(),
+            "iptables -t filter -I MINIRUN-FORWARD 1 -m comment --comment minirun -j MINIRUN-ISOLATION".into(),
+        ];
+        expected.extend(network_rules(&n1).iter().filter(|(t, _)| *t == FILTER).map(|(_, l)| {
+            format!("iptables -t filter {}", l.replace("\"minirun:n1\"", "minirun:n1"))
+        }));
+        assert_eq!(cmds, expected);
+        // The words are those iptables-restore would have taken.
+        for ((table, line), cmd) in batch.lines().zip(&cmds).filter(|((_, l), _)| l.starts_with('-')) {
+            let mut words = vec!["iptables".to_string(), "-t".into(), table.to_string()];
+            words.extend(split_words(line));
+            assert_eq!(split_words(cmd), words);
+        }
+
+        // Another network set up already: no chain and no jump again, only n2's rules.
+        let d = parse_save(SAVE);
+        let (batch, builtin) = setup_plan(&d, &NetworkRules { network: "n2".into(), bridge: "br2".into(), ..n1.clone() });
+        let cmds = batch_commands("iptables-nft", &batch);
+        assert!(cmds.iter().any(|c| c == "iptables-nft -t filter -N MINIRUN-ISOLATION"), "absent from SAVE: {cmds:?}");
+        assert!(!cmds.iter().any(|c| c.contains("-N MINIRUN-FORWARD") || c.contains("-N MINIRUN-DNAT")), "{cmds:?}");
+        assert!(!cmds.iter().any(|c| c.contains("-I FORWARD 1") || c.contains("-I PREROUTING 1")), "{cmds:?}");
+        assert!(cmds.iter().any(|c| c.contains("-I OUTPUT 1")), "SAVE has no jump from OUTPUT: {cmds:?}");
+        assert!(!builtin.contains(&(FILTER, "FORWARD")));
+        assert!(cmds.iter().all(|c| !c.contains("minirun:n1")), "{cmds:?}");
+
+        // n1's rules all in place: nothing to do, however they are quoted.
+        let mut full = Dump::default();
+        for table in TABLES {
+            let (b, _) = setup_plan(&Dump::default(), &n1);
+            let mut t = SavedTable { name: table.to_string(), ..Default::default() };
+            for (_, l) in b.lines().filter(|(tb, _)| *tb == table) {
+                match l.strip_prefix(':') {
+                    Some(decl) => t.chains.push((decl.split_whitespace().next().unwrap().to_string(), "-".into())),
+                    None => t.rules.push(l.replacen("-I ", "-A ", 1).replacen(" 1 ", " ", 1)),
+                }
+            }
+            full.tables.push(t);
+        }
+        assert!(setup_plan(&full, &n1).0.is_empty());
+    }
+
+    #[test]
+    fn ports_are_explained_in_batch_order() {
+        let n1 = net("n1", false);
+        let p = PortRule {
+            container_id: "c1".into(),
+            container_ip: "10.0.0.2".parse().unwrap(),
+            host_ip: Some("127.0.0.1".parse().unwrap()),
+            host_port: 8080,
+            container_port: 80,
+            protocol: Proto::Tcp,
+        };
+        let cmds = batch_commands("iptables-legacy", &ports_batch(&n1, &[p]).0);
+        assert_eq!(
+            cmds,
+            [
+                "iptables-legacy -t nat -A MINIRUN-DNAT -d 127.0.0.1/32 -p tcp -m tcp --dport 8080 -m comment --comment minirun:n1:c1 -j DNAT --to-destination 10.0.0.2:80",
+                "iptables-legacy -t nat -A MINIRUN-POSTROUTING -s 10.0.0.0/24 -d 10.0.0.2/32 -p tcp -m tcp --dport 80 -m comment --comment minirun:n1:c1 -j MASQUERADE",
+                "iptables-legacy -t filter -A MINIRUN-FORWARD -d 10.0.0.2/32 ! -i br0 -o br0 -p tcp -m tcp --dport 80 -m comment --comment minirun:n1:c1 -j ACCEPT",
+            ]
+        );
+        let removal = batch_commands("iptables", &remove_tag_plan(&parse_save(SAVE), "minirun:n1:c1"));
+        assert_eq!(
+            removal,
+            [
+                "iptables -t nat -D MINIRUN-DNAT -p tcp -m tcp --dport 8080 -m comment --comment minirun:n1:c1 -j DNAT --to-destination 10.0.0.2:80",
+                "iptables -t filter -D MINIRUN-FORWARD -d 10.0.0.2/32 ! -i br0 -o br0 -p tcp -m tcp --dport 80 -m comment --comment minirun:n1:c1 -j ACCEPT",
+            ]
+        );
+        assert_eq!(command_line("iptables", "filter", "-A X -m comment --comment \"a b\" -j Y"), "iptables -t filter -A X -m comment --comment 'a b' -j Y");
     }
 
     #[test]

@@ -210,6 +210,20 @@ pub trait FirewallDriver {
     /// would re-create them (`-t nat -A MINIRUN-DNAT ...`, `-t filter -N ...`);
     /// for nftables, `<table> <chain>: <rule>`.
     fn list_rules(&self) -> Result<Vec<String>, FirewallError>;
+
+    // What the methods above would do, as commands a person could run as
+    // root (`iptables ...`, `nft ...`, one per line, quoted for a shell),
+    // for `minirun run --explain`. Each reads the tables as its counterpart
+    // does and plans from them with the same code, but changes nothing and
+    // takes no lock. Where the backend applies one batch, the commands are
+    // the batch's, one at a time. Same validation errors as the counterpart.
+
+    /// What `setup_network(net)` would do now; empty when the rules are in place.
+    fn explain_setup_network(&self, net: &NetworkRules) -> Result<Vec<String>, FirewallError>;
+    /// What `add_ports(net, ports)` would do.
+    fn explain_add_ports(&self, net: &NetworkRules, ports: &[PortRule]) -> Result<Vec<String>, FirewallError>;
+    /// What `remove_ports(net, container_id)` would do now.
+    fn explain_remove_ports(&self, net: &NetworkRules, container_id: &str) -> Result<Vec<String>, FirewallError>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -45,7 +45,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::exec::{self, run};
-use super::iptables::{legacy_tables, rule_chain, rule_comment, IptablesTools};
+use super::iptables::{command_line, legacy_tables, rule_chain, rule_comment, IptablesTools};
 use super::state::{port_key, FirewallState};
 use super::{
     network_tag, parse_tag, port_tag, validate_container_id, validate_network, validate_ports, FirewallDriver,
@@ -396,14 +396,33 @@ impl NftablesDriver {
             .collect()
     }
 
-    fn ensure_coexistence_rules(&self) -> Result<(), FirewallError> {
+    /// minirun's table as `nft -a -s list` shows it, parsed; None when there is none.
+    fn text_listing(&self) -> Result<Option<TextListing>, FirewallError> {
+        match run(&self.nft, &["-a", "-s", "list", "table", FAMILY, TABLE], None) {
+            Ok(out) => Ok(Some(parse_text_listing(&out.stdout))),
+            Err(FirewallError::Command { stderr, .. }) if stderr.contains("No such file or directory") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The iptables variants with a filter table whose FORWARD chain lacks
+    /// the coexistence rule, and the line inserting it there.
+    fn missing_coexistence_rules(&self) -> (Vec<&IptablesTools>, String) {
         let rule = coexistence_rule();
+        let missing = self
+            .iptables_with_filter()
+            .into_iter()
+            .filter(|tools| tools.command("filter", &format!("-C FORWARD {rule}")).is_err())
+            .collect();
+        (missing, format!("-I FORWARD 1 {rule}"))
+    }
+
+    fn ensure_coexistence_rules(&self) -> Result<(), FirewallError> {
+        let (missing, insert) = self.missing_coexistence_rules();
         let mut errors = Vec::new();
-        for tools in self.iptables_with_filter() {
-            if tools.command("filter", &format!("-C FORWARD {rule}")).is_err() {
-                if let Err(e) = tools.command("filter", &format!("-I FORWARD 1 {rule}")) {
-                    errors.push(e);
-                }
+        for tools in missing {
+            if let Err(e) = tools.command("filter", &insert) {
+                errors.push(e);
             }
         }
         FirewallError::collect("setup_network", errors)
@@ -420,6 +439,73 @@ impl NftablesDriver {
                 }
             }
         }
+    }
+}
+
+/// The batch `setup_network` applies, given minirun's table as listed
+/// (None: there is none): the declarations, then the shared rules, the
+/// network's rules and its bridge where they are not as they should be.
+/// Empty when everything is in place.
+fn setup_plan(listing: Option<&TextListing>, net: &NetworkRules) -> Vec<String> {
+    let l = listing.cloned().unwrap_or_default();
+    let mut cmds = Vec::new();
+    for (chain, rules) in base_rules() {
+        let present: Vec<&(String, String, Option<String>, u64)> =
+            l.rules.iter().filter(|r| r.0 == chain && r.2.as_deref() == Some(BASE_TAG)).collect();
+        if present.iter().map(|r| &r.1).eq(rules.iter()) {
+            continue;
+        }
+        // Missing, extra or different: put them back as they should be.
+        cmds.extend(present.iter().map(|r| delete_rule(&r.0, r.3)));
+        let (verb, mut rules) = if chain == FORWARD { ("insert", rules) } else { ("add", rules) };
+        if verb == "insert" {
+            rules.reverse(); // each goes on top
+        }
+        for rule in rules {
+            cmds.push(format!("{verb} rule {FAMILY} {TABLE} {chain} {rule} comment {}", quoted(BASE_TAG)));
+        }
+    }
+    // The network's rules: left alone when they are exactly what they
+    // should be, else replaced in the same transaction.
+    let tag = network_tag(&net.network);
+    let existing: Vec<&(String, String, Option<String>, u64)> =
+        l.rules.iter().filter(|r| r.2.as_deref() == Some(tag.as_str())).collect();
+    let mut have: Vec<(String, String)> = existing.iter().map(|r| (r.0.clone(), r.1.clone())).collect();
+    let mut want: Vec<(String, String)> = network_rules(net).into_iter().map(|(c, r)| (c.to_string(), r)).collect();
+    have.sort();
+    want.sort();
+    if have != want {
+        cmds.extend(existing.iter().map(|r| delete_rule(&r.0, r.3)));
+        cmds.extend(network_rules(net).iter().map(|(chain, rule)| add_rule(chain, rule, &tag)));
+    }
+    let element = format!("{} comment {}", quoted(&net.bridge), quoted(&tag));
+    if !l.elements.iter().any(|(set, e)| set == SET_BRIDGES && *e == element) {
+        cmds.push(format!("add element {FAMILY} {TABLE} {SET_BRIDGES} {{ {element} }}"));
+    }
+    let skeleton_there = [FORWARD, ISOLATION, PREROUTING, OUTPUT, POSTROUTING, PORTS, SET_BRIDGES, MAP_DNAT_ANY, MAP_DNAT_IP, SET_PUBLISHED]
+        .iter()
+        .all(|o| l.objects.iter().any(|x| x == o));
+    if cmds.is_empty() && skeleton_there {
+        return Vec::new();
+    }
+    let mut all = skeleton();
+    all.extend(cmds);
+    all
+}
+
+/// One batch command as an `nft` command line: the words naming the object
+/// bare, the rest (rule, chain or set body, element) in single quotes when a
+/// shell would otherwise take it apart; nft joins its arguments again.
+pub(crate) fn nft_command(cmd: &str) -> String {
+    // `add table ip minirun`, `add rule ip minirun FORWARD ...`
+    let head_words = if cmd.split(' ').nth(1) == Some("table") { 4 } else { 5 };
+    let mut parts = cmd.splitn(head_words + 1, ' ');
+    let head: Vec<&str> = parts.by_ref().take(head_words).collect();
+    match parts.next() {
+        Some(rest) if !rest.split(' ').all(|w| crate::shell::word(w) == w) => {
+            format!("nft {} {}", head.join(" "), crate::shell::word(rest))
+        }
+        _ => format!("nft {cmd}"),
     }
 }
 
@@ -458,53 +544,10 @@ impl FirewallDriver for NftablesDriver {
     fn setup_network(&self, net: &NetworkRules) -> Result<(), FirewallError> {
         validate_network(net)?;
         let _guard = self.lock.acquire()?;
-        let listing = match run(&self.nft, &["-a", "-s", "list", "table", FAMILY, TABLE], None) {
-            Ok(out) => Some(parse_text_listing(&out.stdout)),
-            Err(FirewallError::Command { stderr, .. }) if stderr.contains("No such file or directory") => None,
-            Err(e) => return Err(e),
-        };
-        let l = listing.clone().unwrap_or_default();
-        let mut cmds = Vec::new();
-        for (chain, rules) in base_rules() {
-            let present: Vec<&(String, String, Option<String>, u64)> =
-                l.rules.iter().filter(|r| r.0 == chain && r.2.as_deref() == Some(BASE_TAG)).collect();
-            if present.iter().map(|r| &r.1).eq(rules.iter()) {
-                continue;
-            }
-            // Missing, extra or different: put them back as they should be.
-            cmds.extend(present.iter().map(|r| delete_rule(&r.0, r.3)));
-            let (verb, mut rules) = if chain == FORWARD { ("insert", rules) } else { ("add", rules) };
-            if verb == "insert" {
-                rules.reverse(); // each goes on top
-            }
-            for rule in rules {
-                cmds.push(format!("{verb} rule {FAMILY} {TABLE} {chain} {rule} comment {}", quoted(BASE_TAG)));
-            }
-        }
-        // The network's rules: left alone when they are exactly what they
-        // should be, else replaced in the same transaction.
-        let tag = network_tag(&net.network);
-        let existing: Vec<&(String, String, Option<String>, u64)> =
-            l.rules.iter().filter(|r| r.2.as_deref() == Some(tag.as_str())).collect();
-        let mut have: Vec<(String, String)> = existing.iter().map(|r| (r.0.clone(), r.1.clone())).collect();
-        let mut want: Vec<(String, String)> = network_rules(net).into_iter().map(|(c, r)| (c.to_string(), r)).collect();
-        have.sort();
-        want.sort();
-        if have != want {
-            cmds.extend(existing.iter().map(|r| delete_rule(&r.0, r.3)));
-            cmds.extend(network_rules(net).iter().map(|(chain, rule)| add_rule(chain, rule, &tag)));
-        }
-        let element = format!("{} comment {}", quoted(&net.bridge), quoted(&tag));
-        if !l.elements.iter().any(|(set, e)| set == SET_BRIDGES && *e == element) {
-            cmds.push(format!("add element {FAMILY} {TABLE} {SET_BRIDGES} {{ {element} }}"));
-        }
-        let skeleton_there = [FORWARD, ISOLATION, PREROUTING, OUTPUT, POSTROUTING, PORTS, SET_BRIDGES, MAP_DNAT_ANY, MAP_DNAT_IP, SET_PUBLISHED]
-            .iter()
-            .all(|o| l.objects.iter().any(|x| x == o));
-        if !cmds.is_empty() || !skeleton_there {
-            let mut all = skeleton();
-            all.extend(cmds);
-            self.apply(&all)?;
+        let listing = self.text_listing()?;
+        let batch = setup_plan(listing.as_ref(), net);
+        if !batch.is_empty() {
+            self.apply(&batch)?;
         }
         // Recipes made for an earlier incarnation of the table are worthless.
         if listing.is_none() {
@@ -597,6 +640,30 @@ impl FirewallDriver for NftablesDriver {
             st.store(&self.state_path())?;
         }
         result
+    }
+
+    fn explain_setup_network(&self, net: &NetworkRules) -> Result<Vec<String>, FirewallError> {
+        validate_network(net)?;
+        let mut cmds: Vec<String> = setup_plan(self.text_listing()?.as_ref(), net).iter().map(|c| nft_command(c)).collect();
+        let (missing, insert) = self.missing_coexistence_rules();
+        if !missing.is_empty() {
+            cmds.push("# iptables' FORWARD may drop what minirun's table accepts: let through what it marked".to_string());
+        }
+        cmds.extend(missing.iter().map(|tools| command_line(&tools.program_name(), "filter", &insert)));
+        Ok(cmds)
+    }
+
+    fn explain_add_ports(&self, net: &NetworkRules, ports: &[PortRule]) -> Result<Vec<String>, FirewallError> {
+        validate_ports(net, ports)?;
+        Ok(port_elements(net, ports).iter().map(|e| nft_command(&add_element(e))).collect())
+    }
+
+    fn explain_remove_ports(&self, net: &NetworkRules, container_id: &str) -> Result<Vec<String>, FirewallError> {
+        validate_network(net)?;
+        validate_container_id(container_id)?;
+        // What the removal recipe holds, when it fits the table: the tagged elements.
+        let tag = port_tag(&net.network, container_id);
+        Ok(remove_tag_plan(self.list()?.as_ref(), &tag).iter().map(|c| nft_command(c)).collect())
     }
 
     fn list_rules(&self) -> Result<Vec<String>, FirewallError> {
@@ -739,6 +806,78 @@ mod tests {
             ]
         );
         assert_eq!(coexistence_rule(), "-m mark --mark 0x1000000/0x1000000 -m comment --comment minirun -j ACCEPT");
+    }
+
+    #[test]
+    fn setup_is_explained_as_nft_commands() {
+        let n1 = net(false);
+        let batch = setup_plan(None, &n1);
+        let cmds: Vec<String> = batch.iter().map(|c| nft_command(c)).collect();
+        // No table: all of it, declarations first, as one transaction would.
+        assert_eq!(cmds.len(), skeleton().len() + 5 + network_rules(&n1).len() + 1);
+        assert_eq!(cmds[0], "nft add table ip minirun");
+        assert_eq!(cmds[1], "nft add chain ip minirun FORWARD '{ type filter hook forward priority -1; policy accept; }'");
+        assert_eq!(cmds[6], "nft add chain ip minirun PORTS");
+        assert_eq!(cmds[11], "nft insert rule ip minirun FORWARD 'jump ISOLATION comment \"minirun\"'");
+        assert_eq!(cmds[12], "nft add rule ip minirun PREROUTING 'fib daddr type local jump PORTS comment \"minirun\"'");
+        assert!(cmds.contains(&"nft add rule ip minirun POSTROUTING 'ip saddr 10.0.0.0/24 oifname != \"br0\" masquerade comment \"minirun:n1\"'".to_string()), "{cmds:#?}");
+        assert_eq!(cmds.last().unwrap(), "nft add element ip minirun bridges '{ \"br0\" comment \"minirun:n1\" }'");
+        // A shell gives nft back the batch's words.
+        for (b, c) in batch.iter().zip(&cmds) {
+            let unquoted = c.strip_prefix("nft ").unwrap().replace('\'', "");
+            assert_eq!(&unquoted, b);
+        }
+
+        // Everything in place, as `nft list` shows it: nothing to do.
+        let mut l = TextListing::default();
+        for o in [FORWARD, ISOLATION, PREROUTING, OUTPUT, POSTROUTING, PORTS, SET_BRIDGES, MAP_DNAT_ANY, MAP_DNAT_IP, SET_PUBLISHED] {
+            l.objects.push(o.to_string());
+        }
+        let mut handle = 0;
+        for (chain, rules) in base_rules() {
+            for r in rules {
+                handle += 1;
+                l.rules.push((chain.to_string(), r, Some(BASE_TAG.to_string()), handle));
+            }
+        }
+        for (chain, r) in network_rules(&n1) {
+            handle += 1;
+            l.rules.push((chain.to_string(), r, Some("minirun:n1".into()), handle));
+        }
+        l.elements.push((SET_BRIDGES.into(), "\"br0\" comment \"minirun:n1\"".into()));
+        assert!(setup_plan(Some(&l), &n1).is_empty());
+        // Another network on that table: its rules and bridge only, with the (idempotent) declarations.
+        let n2 = NetworkRules { network: "n2".into(), bridge: "br2".into(), ..n1.clone() };
+        let batch = setup_plan(Some(&l), &n2);
+        assert_eq!(batch[..skeleton().len()], skeleton()[..]);
+        let rest = &batch[skeleton().len()..];
+        assert_eq!(rest.len(), network_rules(&n2).len() + 1, "{rest:#?}");
+        assert!(rest.iter().all(|c| c.contains("minirun:n2")), "{rest:#?}");
+        // A rule gone missing is put back by replacing the network's rules.
+        l.rules.pop();
+        let batch = setup_plan(Some(&l), &n1);
+        assert!(batch.iter().any(|c| c.starts_with("delete rule ip minirun ")), "{batch:#?}");
+        assert_eq!(nft_command("delete rule ip minirun FORWARD handle 12"), "nft delete rule ip minirun FORWARD handle 12");
+    }
+
+    #[test]
+    fn ports_are_explained_as_elements() {
+        let p = PortRule {
+            container_id: "c1".into(),
+            container_ip: "10.0.0.2".parse().unwrap(),
+            host_ip: None,
+            host_port: 8080,
+            container_port: 80,
+            protocol: Proto::Tcp,
+        };
+        let cmds: Vec<String> = port_elements(&net(false), &[p]).iter().map(|e| nft_command(&add_element(e))).collect();
+        assert_eq!(
+            cmds,
+            [
+                "nft add element ip minirun dnat_any '{ tcp . 8080 comment \"minirun:n1:c1\" : 10.0.0.2 . 80 }'",
+                "nft add element ip minirun published '{ 10.0.0.2 . tcp . 80 comment \"minirun:n1:c1\" }'",
+            ]
+        );
     }
 
     #[test]

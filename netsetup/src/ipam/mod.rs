@@ -126,10 +126,19 @@ pub struct Ipam {
 impl Ipam {
     /// `root` is the `NetworkStore`'s root; `network` one of its networks.
     pub fn open(root: &Path, network: &Network) -> Result<Self, IpamError> {
+        let ipam = Ipam::open_read_only(root, network)?;
+        let dir = root.join(LEASES_DIR);
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_err("create", &dir))?;
+        Ok(ipam)
+    }
+
+    /// A handle for `peek` and `peek_leases`, which only read: nothing is
+    /// created on disk, not even the leases directory (the other methods
+    /// need `open`).
+    pub fn open_read_only(root: &Path, network: &Network) -> Result<Self, IpamError> {
         // The name becomes a file name: never trust a hand-made Network.
         network::validate_name(&network.name)?;
         let dir = root.join(LEASES_DIR);
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_err("create", &dir))?;
         Ok(Ipam {
             root: root.to_path_buf(),
             network: network.clone(),
@@ -140,6 +149,11 @@ impl Ipam {
 
     pub fn network(&self) -> &Network {
         &self.network
+    }
+
+    /// The network's lease file.
+    pub fn leases_path(&self) -> &Path {
+        &self.leases_path
     }
 
     /// Leases the lowest free address of the subnet (never the network,
@@ -167,38 +181,81 @@ impl Ipam {
         }
         self.update(|leases| {
             let reclaimed = take_stale(leases);
-            if let Some(lease) = leases.iter().find(|l| l.container_id == container_id) {
-                return match requested {
-                    Some(address) if address != lease.address => Err(IpamError::AlreadyLeased {
-                        container: container_id.to_string(),
-                        address: lease.address,
-                        network: self.network.name.clone(),
-                    }),
-                    _ => Ok((lease.address, !reclaimed.is_empty())),
-                };
+            match self.choose(&pool, leases, container_id, requested)? {
+                Choice::Kept(address) => Ok((address, !reclaimed.is_empty())),
+                Choice::New(address) => {
+                    leases.push(Lease { container_id: container_id.to_string(), address, owner });
+                    Ok((address, true))
+                }
             }
-            let address = match requested {
-                Some(address) => {
-                    if let Some(holder) = leases.iter().find(|l| l.address == address) {
-                        return Err(IpamError::AddressTaken {
-                            address,
-                            network: self.network.name.clone(),
-                            container: holder.container_id.clone(),
-                        });
-                    }
-                    address
-                }
-                None => {
-                    let used: BTreeSet<u32> = leases.iter().map(|l| u32::from(l.address)).collect();
-                    pool.lowest_free(&used).ok_or_else(|| IpamError::Full {
-                        network: self.network.name.clone(),
-                        subnet: self.network.subnet,
-                    })?
-                }
-            };
-            leases.push(Lease { container_id: container_id.to_string(), address, owner });
-            Ok((address, true))
         })
+    }
+
+    /// The address `allocate(container_id, _, requested)` would give now,
+    /// with the same checks and errors, without taking it: the lease file is
+    /// read without the lock (it is only ever replaced whole, by rename),
+    /// nothing is written, and stale leases count as free, as `allocate`
+    /// reclaims them first. Another allocation may of course take the
+    /// address before the caller does. A network not stored yet (the default
+    /// network before its first use) has no leases.
+    pub fn peek(&self, container_id: &str, requested: Option<Ipv4Addr>) -> Result<Ipv4Addr, IpamError> {
+        if container_id.is_empty() {
+            return Err(IpamError::EmptyContainerId);
+        }
+        let pool = Pool::of(&self.network);
+        if let Some(address) = requested {
+            pool.check_leasable(address, &self.network)?;
+        }
+        let mut leases = self.peek_leases()?;
+        take_stale(&mut leases);
+        match self.choose(&pool, &leases, container_id, requested)? {
+            Choice::Kept(address) | Choice::New(address) => Ok(address),
+        }
+    }
+
+    /// Every lease as the file holds it now, stale ones included, read
+    /// without the lock and without creating anything; none for a network
+    /// not stored yet.
+    pub fn peek_leases(&self) -> Result<Vec<Lease>, IpamError> {
+        match self.check_network() {
+            Ok(()) => self.load(),
+            Err(IpamError::Network(e)) if matches!(*e, NetworkError::NotFound(_)) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Which address `container_id` gets, given the live leases: its own
+    /// lease's, else the one requested, else the lowest free one. Shared by
+    /// `allocate` and `peek`, so that a prediction follows the same order.
+    fn choose(&self, pool: &Pool, leases: &[Lease], container_id: &str, requested: Option<Ipv4Addr>) -> Result<Choice, IpamError> {
+        if let Some(lease) = leases.iter().find(|l| l.container_id == container_id) {
+            return match requested {
+                Some(address) if address != lease.address => Err(IpamError::AlreadyLeased {
+                    container: container_id.to_string(),
+                    address: lease.address,
+                    network: self.network.name.clone(),
+                }),
+                _ => Ok(Choice::Kept(lease.address)),
+            };
+        }
+        let address = match requested {
+            Some(address) => {
+                if let Some(holder) = leases.iter().find(|l| l.address == address) {
+                    return Err(IpamError::AddressTaken {
+                        address,
+                        network: self.network.name.clone(),
+                        container: holder.container_id.clone(),
+                    });
+                }
+                address
+            }
+            None => {
+                let used: BTreeSet<u32> = leases.iter().map(|l| u32::from(l.address)).collect();
+                pool.lowest_free(&used)
+                    .ok_or_else(|| IpamError::Full { network: self.network.name.clone(), subnet: self.network.subnet })?
+            }
+        };
+        Ok(Choice::New(address))
     }
 
     /// Drops the container's lease and returns its address; None if it had
@@ -315,6 +372,14 @@ impl Ipam {
         let json = encoded.map_err(|e| IpamError::Io { action: "encode", path: self.leases_path.clone(), source: e.into() })?;
         write_atomic(&self.leases_path, &json).map_err(io_err("write", &self.leases_path))
     }
+}
+
+/// What `Ipam::choose` decided.
+enum Choice {
+    /// The container's existing lease.
+    Kept(Ipv4Addr),
+    /// A new lease to take.
+    New(Ipv4Addr),
 }
 
 /// A network on its way out, its lease lock held (see `Ipam::retire`).

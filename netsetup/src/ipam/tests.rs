@@ -310,3 +310,45 @@ fn tiny_and_edge_subnets_never_panic() {
         assert_eq!(Pool::of(&network).lowest_free(&BTreeSet::new()), None, "{subnet}");
     }
 }
+
+#[test]
+fn peek_predicts_allocate_and_writes_nothing() {
+    let (dir, store, ipam) = setup("10.10.0.0/29");
+    let leases_dir = dir.path().join(crate::network::LEASES_DIR);
+    let files = || {
+        let mut v: Vec<String> = fs::read_dir(&leases_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    };
+    let reader = Ipam::open_read_only(dir.path(), ipam.network()).unwrap();
+    // No lease file yet: the first host address after the gateway.
+    assert_eq!(reader.peek("a", None).unwrap(), ip("10.10.0.2"));
+    assert!(files().is_empty(), "peek made no lock and no lease file: {:?}", files());
+    let child = Child::spawn();
+    for id in ["a", "b", "c"] {
+        let owner = if id == "b" { child.owner() } else { me() };
+        assert_eq!(reader.peek(id, None).unwrap(), ipam.allocate(id, owner, None).unwrap(), "{id}");
+    }
+    let before = fs::read(leases_dir.join("net.json")).unwrap();
+    // A container with a lease keeps it; a stale lease counts as free, as allocate reclaims it.
+    assert_eq!(reader.peek("a", None).unwrap(), ip("10.10.0.2"));
+    assert_eq!(reader.peek("d", None).unwrap(), ip("10.10.0.5"));
+    child.kill_and_reap();
+    assert_eq!(reader.peek("d", None).unwrap(), ip("10.10.0.3"));
+    assert_eq!(reader.peek_leases().unwrap().len(), 3, "the stale lease is still in the file");
+    // The same errors as allocate.
+    assert!(matches!(reader.peek("d", Some(ip("10.10.0.4"))), Err(IpamError::AddressTaken { .. })));
+    assert!(matches!(reader.peek("a", Some(ip("10.10.0.6"))), Err(IpamError::AlreadyLeased { .. })));
+    assert!(matches!(reader.peek("d", Some(ip("10.10.0.1"))), Err(IpamError::Reserved { .. })));
+    assert!(matches!(reader.peek("", None), Err(IpamError::EmptyContainerId)));
+    assert_eq!(reader.peek("d", Some(ip("10.10.0.6"))).unwrap(), ip("10.10.0.6"));
+    assert_eq!(fs::read(leases_dir.join("net.json")).unwrap(), before, "peek wrote nothing");
+    assert_eq!(ipam.allocate("d", me(), None).unwrap(), ip("10.10.0.3"));
+
+    // A network that is not stored (yet) has no leases, and its directory is not made.
+    let empty = tempfile::tempdir().unwrap();
+    let unstored = Ipam::open_read_only(empty.path(), ipam.network()).unwrap();
+    assert_eq!(unstored.peek("x", None).unwrap(), ip("10.10.0.2"));
+    assert_eq!(fs::read_dir(empty.path()).unwrap().count(), 0);
+    drop(store);
+}

@@ -7,7 +7,7 @@ use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use super::socket::{attrs, Failure, Msg};
+use super::socket::{attrs, read_u32, Failure, Msg};
 use super::Netlink;
 
 const RTM_NEWADDR: u16 = 20;
@@ -87,6 +87,16 @@ impl Netlink {
 
     /// Every IPv4 address in this namespace, with its prefix. One dump.
     pub(crate) fn ipv4_addresses(&mut self) -> Result<Vec<Ipv4Net>, Failure> {
+        self.ipv4_addresses_of(None)
+    }
+
+    /// The IPv4 addresses of link `index`. One dump (filtered here: the
+    /// kernel only filters address dumps by index under strict checking).
+    pub(crate) fn ipv4_addresses_on(&mut self, index: u32) -> Result<Vec<Ipv4Net>, Failure> {
+        self.ipv4_addresses_of(Some(index))
+    }
+
+    fn ipv4_addresses_of(&mut self, index: Option<u32>) -> Result<Vec<Ipv4Net>, Failure> {
         let mut msg = AddressMessage::default();
         msg.header.family = AddressFamily::Inet;
         let mut found = Vec::new();
@@ -94,7 +104,9 @@ impl Netlink {
             .dump(&RouteNetlinkMessage::GetAddress(msg), |m: Option<&Msg>| {
                 match m {
                     None => found.clear(),
-                    Some(m) if m.ty == RTM_NEWADDR => parse_ipv4_addresses(m.payload, &mut found),
+                    Some(m) if m.ty == RTM_NEWADDR && (index.is_none() || read_u32(m.payload, 4) == index) => {
+                        parse_ipv4_addresses(m.payload, &mut found)
+                    }
                     Some(_) => {}
                 }
                 Ok(())

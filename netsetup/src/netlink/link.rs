@@ -38,6 +38,17 @@ pub struct EnsuredBridge {
     pub created: bool,
 }
 
+/// What `explain_ensure_bridge` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeExplanation {
+    /// True when there is no such link: `ensure_bridge_index` would create
+    /// it (and report `created`).
+    pub created: bool,
+    /// The `ip` commands doing what it would do; empty when the bridge is
+    /// there as it should be.
+    pub commands: Vec<String>,
+}
+
 /// The few things we read back about a link.
 #[derive(Debug, Default)]
 pub(crate) struct LinkState {
@@ -241,6 +252,44 @@ impl Netlink {
         Ok(ensured)
     }
 
+    /// What `ensure_bridge_index(name, gateway, mtu)` would do now, as `ip`
+    /// commands, changing nothing (one lookup, and an address dump when the
+    /// bridge exists): the creation when there is no such link, else the
+    /// repairs it would make. Fails as `ensure_bridge_index` does for a link
+    /// of that name that is not a bridge. The fixed random MAC of a new
+    /// bridge is picked here: the real one gets another.
+    pub fn explain_ensure_bridge(&mut self, name: &str, gateway: Ipv4Net, mtu: u32) -> Result<BridgeExplanation, NetlinkError> {
+        check_name(name)?;
+        let lookup = |f| NetlinkError::from_failure(f, || format!("look up bridge {name}"));
+        let add_address = format!("ip addr add {}{} dev {name}", gateway, broadcast_word(gateway));
+        let Some(link) = self.get_link(name).map_err(lookup)? else {
+            // create_bridge: one request, up, with its MTU and MAC.
+            let mut create = format!("ip link add name {name}");
+            if let Some(mac) = random_mac() {
+                create.push_str(&format!(" address {}", format_mac(&mac)));
+            }
+            if mtu != 0 {
+                create.push_str(&format!(" mtu {mtu}"));
+            }
+            create.push_str(" up type bridge");
+            return Ok(BridgeExplanation { created: true, commands: vec![create, add_address] });
+        };
+        check_is_bridge(name, &link)?;
+        let mut commands = Vec::new();
+        let (wrong_mtu, down) = bridge_repairs(&link, mtu);
+        if wrong_mtu || down {
+            commands.push(if wrong_mtu { format!("ip link set dev {name} mtu {mtu} up") } else { format!("ip link set dev {name} up") });
+        }
+        let has = self
+            .ipv4_addresses_on(link.index)
+            .map_err(|f| NetlinkError::from_failure(f, || format!("list the addresses of bridge {name}")))?;
+        // The kernel's EEXIST test for an address: same local address and prefix.
+        if !has.iter().any(|a| a.addr() == gateway.addr() && a.prefix_len() == gateway.prefix_len()) {
+            commands.push(add_address);
+        }
+        Ok(BridgeExplanation { created: false, commands })
+    }
+
     /// Returns the new bridge's index, from the kernel's echo of the request
     /// (Linux 6.1+) or, failing that, from a lookup.
     fn create_bridge(&mut self, name: &str, mtu: u32) -> Result<u32, Failure> {
@@ -274,17 +323,8 @@ impl Netlink {
     /// An existing link called like the bridge: refuse anything but a
     /// bridge; set the MTU and IFF_UP only if they differ.
     fn fix_bridge(&mut self, name: &str, link: LinkState, mtu: u32) -> Result<u32, NetlinkError> {
-        match link.kind.as_deref() {
-            Some("bridge") => {}
-            other => {
-                return Err(NetlinkError::NotABridge {
-                    name: name.to_string(),
-                    kind: other.unwrap_or("none").to_string(),
-                })
-            }
-        }
-        let wrong_mtu = mtu != 0 && link.mtu != Some(mtu);
-        let down = link.flags & IFF_UP == 0;
+        check_is_bridge(name, &link)?;
+        let (wrong_mtu, down) = bridge_repairs(&link, mtu);
         if wrong_mtu || down {
             let mut msg = LinkMessage::default();
             msg.header.index = link.index;
@@ -299,6 +339,21 @@ impl Netlink {
                 })?;
         }
         Ok(link.index)
+    }
+
+    /// The `ip` commands for what `create_veth` does, with the bridge by
+    /// name and the namespace as `ip` takes it after `netns` (a path, or a
+    /// name under /run/netns), already quoted for a shell if need be.
+    pub fn explain_create_veth(host_name: &str, peer_name: &str, bridge: &str, netns: &str, mtu: u32) -> Result<Vec<String>, NetlinkError> {
+        check_name(host_name)?;
+        check_name(peer_name)?;
+        check_name(bridge)?;
+        // What single_queue sets, and the MTU unless 0, on both ends.
+        let ends = if mtu != 0 { format!(" mtu {mtu} numtxqueues 1 numrxqueues 1") } else { " numtxqueues 1 numrxqueues 1".to_string() };
+        Ok(vec![
+            format!("ip link add name {host_name}{ends} master {bridge} up type veth peer name {peer_name}{ends} netns {netns}"),
+            format!("ip link set dev {host_name} type bridge_slave hairpin on"),
+        ])
     }
 
     /// Creates a veth pair: `host_name` stays here, attached to bridge index
@@ -416,6 +471,17 @@ impl Netlink {
             .request(&RouteNetlinkMessage::DelLink(msg), 0, |_| Ok(()))
     }
 
+    /// The `ip` commands for what `configure_interface` does, to be run in
+    /// the namespace.
+    pub fn explain_configure_interface(name: &str, mac: [u8; 6], addr: Ipv4Net) -> Result<Vec<String>, NetlinkError> {
+        check_name(name)?;
+        Ok(vec![
+            format!("ip link set dev {name} address {} up", format_mac(&mac)),
+            format!("ip addr add {addr}{} dev {name}", broadcast_word(addr)),
+            "ip link set dev lo up".to_string(),
+        ])
+    }
+
     /// In the namespace this socket is bound to: sets `name`'s MAC address,
     /// adds `addr` (with broadcast; already present is fine), brings it up,
     /// and brings `lo` up.
@@ -471,6 +537,12 @@ impl Netlink {
             .map_err(|f| NetlinkError::from_failure(f, || "set lo up".to_string()))
     }
 
+    /// The `ip` command for what `delete_link` does.
+    pub fn explain_delete_link(name: &str) -> Result<String, NetlinkError> {
+        check_name(name)?;
+        Ok(format!("ip link delete dev {name}"))
+    }
+
     /// Deletes a link by name (for a veth, both ends go); Ok(false) if it
     /// did not exist. One round trip.
     pub fn delete_link(&mut self, name: &str) -> Result<bool, NetlinkError> {
@@ -519,6 +591,29 @@ impl Netlink {
             .map_err(|f| NetlinkError::from_failure(f, || format!("list links named {prefix}*")))?;
         Ok(found)
     }
+}
+
+/// `new_address_message` sets the subnet's broadcast address below /31:
+/// `ip addr add` does with `brd +`.
+fn broadcast_word(addr: Ipv4Net) -> &'static str {
+    if addr.prefix_len() < 31 {
+        " brd +"
+    } else {
+        ""
+    }
+}
+
+/// `ensure_bridge` refuses a link of the bridge's name that is something else.
+fn check_is_bridge(name: &str, link: &LinkState) -> Result<(), NetlinkError> {
+    match link.kind.as_deref() {
+        Some("bridge") => Ok(()),
+        other => Err(NetlinkError::NotABridge { name: name.to_string(), kind: other.unwrap_or("none").to_string() }),
+    }
+}
+
+/// What an existing bridge needs: (a new MTU, bringing up).
+fn bridge_repairs(link: &LinkState, mtu: u32) -> (bool, bool) {
+    (mtu != 0 && link.mtu != Some(mtu), link.flags & IFF_UP == 0)
 }
 
 pub(crate) fn format_mac(mac: &[u8]) -> String {
@@ -626,6 +721,27 @@ mod tests {
             attrs(inner).collect::<Vec<_>>(),
             vec![(IFLA_BRPORT_MODE, &[1u8][..])]
         );
+    }
+
+    #[test]
+    fn veth_and_interface_commands() {
+        assert_eq!(
+            Netlink::explain_create_veth("mr0123", "eth0", "minirun0", "/proc/7/ns/net", 1400).unwrap(),
+            [
+                "ip link add name mr0123 mtu 1400 numtxqueues 1 numrxqueues 1 master minirun0 up type veth peer name eth0 mtu 1400 numtxqueues 1 numrxqueues 1 netns /proc/7/ns/net",
+                "ip link set dev mr0123 type bridge_slave hairpin on",
+            ]
+        );
+        let no_mtu = Netlink::explain_create_veth("mr0123", "eth0", "minirun0", "red", 0).unwrap();
+        assert!(no_mtu[0].starts_with("ip link add name mr0123 numtxqueues 1 numrxqueues 1 master"), "{no_mtu:?}");
+        assert!(Netlink::explain_create_veth("a/b", "eth0", "minirun0", "red", 0).is_err());
+        assert_eq!(
+            Netlink::explain_configure_interface("eth0", [2, 0x42, 10, 9, 0, 2], "10.9.0.2/24".parse().unwrap()).unwrap(),
+            ["ip link set dev eth0 address 02:42:0a:09:00:02 up", "ip addr add 10.9.0.2/24 brd + dev eth0", "ip link set dev lo up"]
+        );
+        let p2p = Netlink::explain_configure_interface("eth0", [2, 0x42, 10, 9, 0, 2], "10.9.0.2/31".parse().unwrap()).unwrap();
+        assert_eq!(p2p[1], "ip addr add 10.9.0.2/31 dev eth0");
+        assert_eq!(Netlink::explain_delete_link("mr0123").unwrap(), "ip link delete dev mr0123");
     }
 
     #[test]

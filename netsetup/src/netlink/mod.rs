@@ -26,7 +26,7 @@ use thiserror::Error;
 
 use socket::{Failure, NlSocket};
 
-pub use link::EnsuredBridge;
+pub use link::{BridgeExplanation, EnsuredBridge};
 
 /// An rtnetlink failure, always naming what was being done and to which link.
 #[derive(Debug, Error)]
@@ -178,9 +178,45 @@ pub fn mac_for(addr: Ipv4Addr) -> [u8; 6] {
 /// 127.0.0.1-bound published port is only routed towards the bridge with
 /// route_localnet); idempotent. Acts on the calling thread's namespace.
 pub fn enable_forwarding(bridge: &str) -> io::Result<()> {
+    for path in forwarding_sysctls(bridge)? {
+        set_sysctl_one(&path)?;
+    }
+    Ok(())
+}
+
+/// What `enable_forwarding(bridge)` would write now, as `sysctl -w`
+/// commands: each sysctl that is not 1 already (a bridge that does not
+/// exist yet has no sysctls, so its is written), and a `# ` comment for each
+/// that is. Only reads.
+pub fn explain_enable_forwarding(bridge: &str) -> io::Result<Vec<String>> {
+    Ok(forwarding_sysctls(bridge)?
+        .iter()
+        .map(|path| {
+            let key = sysctl_key(path);
+            match std::fs::read_to_string(path) {
+                Ok(v) if v.trim() == "1" => format!("# {key} is 1 already"),
+                _ => format!("sysctl -w {key}=1"),
+            }
+        })
+        .collect())
+}
+
+/// The sysctls `enable_forwarding` sets, as /proc/sys paths.
+fn forwarding_sysctls(bridge: &str) -> io::Result<[String; 2]> {
     check_name(bridge).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    set_sysctl_one("/proc/sys/net/ipv4/ip_forward")?;
-    set_sysctl_one(&format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"))
+    Ok(["/proc/sys/net/ipv4/ip_forward".to_string(), format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet")])
+}
+
+/// A /proc/sys path as `sysctl` takes it: dotted, unless a component has a
+/// dot of its own (an interface called `br.1`), which only the slash form
+/// can say.
+fn sysctl_key(path: &str) -> String {
+    let key = path.trim_start_matches("/proc/sys/");
+    if key.split('/').any(|c| c.contains('.')) {
+        key.to_string()
+    } else {
+        key.replace('/', ".")
+    }
 }
 
 /// Turns IPv6 off on `interface` in namespace `netns`: the networks are
@@ -302,5 +338,18 @@ mod tests {
     fn enable_forwarding_refuses_path_tricks() {
         let err = enable_forwarding("../../ip_forward").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let err = explain_enable_forwarding("../../ip_forward").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn forwarding_is_explained_as_sysctl_commands() {
+        assert_eq!(sysctl_key("/proc/sys/net/ipv4/ip_forward"), "net.ipv4.ip_forward");
+        assert_eq!(sysctl_key("/proc/sys/net/ipv4/conf/br.1/route_localnet"), "net/ipv4/conf/br.1/route_localnet");
+        // No such bridge here: its sysctl does not exist, so it is to be set.
+        let lines = explain_enable_forwarding("mrxnosuchbr0").unwrap();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0] == "sysctl -w net.ipv4.ip_forward=1" || lines[0] == "# net.ipv4.ip_forward is 1 already", "{lines:?}");
+        assert_eq!(lines[1], "sysctl -w net.ipv4.conf.mrxnosuchbr0.route_localnet=1");
     }
 }

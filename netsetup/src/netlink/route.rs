@@ -105,6 +105,12 @@ fn is_default(r: &RouteState) -> bool {
 }
 
 impl Netlink {
+    /// The `ip` command for what `add_default_route` does (`ip route add`
+    /// also refuses to replace an existing route, and its protocol is boot).
+    pub fn explain_add_default_route(gateway: Ipv4Addr) -> String {
+        format!("ip route add default via {gateway}")
+    }
+
     /// Adds `default via gateway` to the main table. One round trip.
     /// NLM_F_EXCL so that, called on the wrong socket, it can never replace
     /// a host's default route; an identical route already there is fine.
