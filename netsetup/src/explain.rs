@@ -100,7 +100,11 @@ pub fn attach_commands_for_address(
     let address = Ipv4Net::new(address, network.subnet.prefix_len()).expect("prefix comes from a valid subnet");
 
     // What plumb finds and does, in its order.
-    fs::File::open(netns_path).map_err(|source| AttachError::Netns { path: netns_path.into(), source })?;
+    // A named namespace under /run/netns may be one the script itself makes
+    // first (`ip netns add`, as `run --explain` prints); any other must exist.
+    if !netns_path.starts_with("/run/netns/") {
+        fs::File::open(netns_path).map_err(|source| AttachError::Netns { path: netns_path.into(), source })?;
+    }
     let mut host = Netlink::open()?;
     let mtu = host.default_route_mtu()?;
     let gateway = Ipv4Net::new(network.gateway, network.subnet.prefix_len()).expect("prefix comes from a valid subnet");
@@ -114,7 +118,8 @@ pub fn attach_commands_for_address(
     let (netns_arg, enter) = netns_words(netns_path);
     let veth = Netlink::explain_create_veth(&host_veth, CONTAINER_INTERFACE, &network.bridge, &netns_arg, mtu)?;
     let mac = netlink::mac_for(address.addr());
-    let inside = Netlink::explain_configure_interface(CONTAINER_INTERFACE, mac, address)?;
+    let mut inside = vec![netlink::explain_disable_ipv6(CONTAINER_INTERFACE)];
+    inside.extend(Netlink::explain_configure_interface(CONTAINER_INTERFACE, mac, address)?);
     let route = Netlink::explain_add_default_route(network.gateway);
     let port_commands = if chosen.is_empty() {
         Vec::new()
@@ -296,7 +301,7 @@ fn render(p: &AttachPlan) -> Vec<String> {
     ));
     out.extend(p.veth.iter().cloned());
     out.push(format!(
-        "# inside the container: {CONTAINER_INTERFACE} up with MAC {} (02:42 and the address, as Docker does, so neighbours' ARP entries stay right), its address, and lo",
+        "# inside the container: IPv6 off on {CONTAINER_INTERFACE} (the network is IPv4 only), then {CONTAINER_INTERFACE} up with MAC {} (02:42 and the address, as Docker does, so neighbours' ARP entries stay right), its address, and lo",
         p.mac
     ));
     out.extend(p.inside.iter().map(|c| format!("{}{c}", p.enter)));

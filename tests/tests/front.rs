@@ -311,3 +311,38 @@ fn auto_remove_and_a_terminal() {
     let _ = Duration::ZERO;
     f.assert_nothing_left();
 }
+
+#[test]
+fn explain_matches_what_run_does() {
+    require_root!();
+    let f = Front::new();
+    let flags = ["-p", "18082:80", "--memory", "64m", "--pids-limit", "50", "busybox", "sleep", "30"];
+    let script = f.ok(&[&["run", "--explain"][..], &flags].concat());
+    assert_eq!(f.ok(&["ps", "-aq"]), "", "--explain made no container");
+    assert!(!sh("ip -o link").contains("minirun0"), "--explain made no bridge");
+    let id = f.ok(&[&["run", "-d"][..], &flags].concat()).trim().to_string();
+    let state = f.inspect(&id);
+    let ip = state["NetworkSettings"]["IPAddress"].as_str().unwrap();
+    let gateway = state["NetworkSettings"]["Gateway"].as_str().unwrap();
+    // The network, as netsetup planned it: the address, the gateway route, the published port.
+    assert!(script.contains(&format!("ip addr add {ip}/16 brd + dev eth0")), "{script}");
+    assert!(script.contains(&format!("ip route add default via {gateway}")), "{script}");
+    assert!(script.contains("18082") && script.contains(&format!("{ip} . 80")) || script.contains(&format!("{ip}:80")), "{script}");
+    // The rootfs: the same layers, in the same order, as the real overlay mount.
+    let explained_lower = script.lines().find_map(|l| l.strip_prefix("mount -t overlay overlay -o lowerdir=")).unwrap().split(',').next().unwrap().to_string();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let real = mountinfo.lines().find(|l| l.contains(&format!("{id}/rootfs")) && l.contains("overlay")).expect("the container's overlay");
+    assert!(real.contains(&format!("lowerdir={explained_lower}")), "{real} vs {explained_lower}");
+    // The cgroup limits land in the files the script names.
+    for line in script.lines().filter(|l| l.starts_with("echo ") && l.contains("/sys/fs/cgroup/")) {
+        let (value, file) = line.trim_start_matches("echo ").split_once(" > ").unwrap();
+        let file = file.replace("$ID", &id);
+        let real = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(real.trim(), value.trim_matches('\''), "{file}");
+    }
+    // The capabilities setpriv would keep are the container's bounding set (Docker's 14).
+    let caps = script.lines().find(|l| l.contains("setpriv --reuid")).unwrap();
+    assert_eq!(caps.matches(",+").count(), 14, "{caps}");
+    f.ok(&["rm", "-f", &id]);
+    f.assert_nothing_left();
+}

@@ -239,6 +239,11 @@ pub fn disable_ipv6_in(netns: BorrowedFd, interface: &str) -> io::Result<()> {
     }
 }
 
+/// What `disable_ipv6_in` does, run inside the namespace.
+pub fn explain_disable_ipv6(interface: &str) -> String {
+    format!("sysctl -qw net.ipv6.conf.{interface}.disable_ipv6=1")
+}
+
 /// Writes "1" unless the value already is 1: reading first keeps this
 /// working where /proc/sys is mounted read-only but was set beforehand.
 fn set_sysctl_one(path: &str) -> io::Result<()> {

@@ -85,7 +85,7 @@ fn prepare(cli: &FrontCli, args: &RunArgs) -> Result<Option<Prepared>, EngineErr
     let defaults = RunDefaults::from_image(&image.config);
     let signal = stop_signal(&config, &defaults).map_err(|e| EngineError::Usage(e.to_string()))?;
     if config.explain {
-        super::explain::print(&engine, &config, &network.mode)?;
+        super::explain::print(&engine, &config, &network.mode, &image, &defaults)?;
         return Ok(None);
     }
     let record = engine.store.create(config.name.as_deref(), |r| {

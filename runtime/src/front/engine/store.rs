@@ -364,7 +364,7 @@ fn random_u64() -> u64 {
     u64::from_ne_bytes(random_bytes::<8>())
 }
 
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     random_bytes::<32>().iter().map(|b| format!("{b:02x}")).collect()
 }
 
