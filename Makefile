@@ -6,7 +6,7 @@ BIN     := $(RELEASE)/minirun
 OCI_BIN := $(RELEASE)/minirun-runc
 SHARED  ?= ../shared
 
-.PHONY: all build deps test unit-test integration-test demo bench bench-network install uninstall test-cgroupv2 check-clients parity clippy clean
+.PHONY: all build deps test unit-test integration-test demo demo-oci bench bench-network install uninstall test-cgroupv2 check-clients parity clippy clean
 
 all: build
 
@@ -33,7 +33,11 @@ integration-test: build
 test: deps unit-test integration-test
 
 demo: deps build
-	scripts/demo.sh $(CURDIR)/$(OCI_BIN)
+	scripts/demo.sh $(CURDIR)/$(BIN)
+
+# The same story on OCI bundles, with `minirun oci` and `minirun network attach`.
+demo-oci: deps build
+	scripts/demo-oci.sh $(CURDIR)/$(OCI_BIN)
 
 bench: deps build
 	$(SHARED)/bench/lifecycle.sh $(CURDIR)/$(OCI_BIN) crun runc

@@ -24,8 +24,13 @@ pub enum NetworkCommand {
     },
     /// List networks.
     Ls,
-    /// A network as JSON, with the containers attached to it.
-    Inspect { name: String },
+    /// A network as JSON, with the containers attached to it (`--format
+    /// text`: a diagram of the bridge, each container's veth, address and ports).
+    Inspect {
+        name: String,
+        #[arg(long, default_value = "json", value_parser = ["json", "text"])]
+        format: String,
+    },
     /// Remove networks that no container uses.
     Rm { names: Vec<String> },
     /// Attach a network namespace to a network (for OCI bundles: usable as a
@@ -95,9 +100,15 @@ pub fn run(cli: &FrontCli, cmd: &NetworkCommand) -> Result<(), String> {
                 println!("{:<20} {:<16} {:<18} {:<15} {}", n.name, n.bridge, n.subnet.to_string(), n.gateway.to_string(), n.internal);
             }
         }
-        NetworkCommand::Inspect { name } => {
+        NetworkCommand::Inspect { name, format } => {
             let network = ctx.network(name).map_err(|e| show(&e))?;
             let containers: Vec<_> = ctx.attachments().map_err(|e| show(&e))?.into_iter().filter(|a| a.network == network.name).collect();
+            if format == "text" {
+                let names = super::engine(cli).and_then(|e| e.store.list().map_err(|e| e.to_string())).unwrap_or_default();
+                let name_of = |id: &str| names.iter().find(|r| r.id == id).map(|r| r.name.clone());
+                print!("{}", diagram(&network, &containers, name_of));
+                return Ok(());
+            }
             let rules = ctx.firewall().and_then(|f| Ok(f.list_rules()?)).unwrap_or_default();
             let json = serde_json::json!({ "network": network, "containers": containers, "firewall": rules });
             println!("{}", serde_json::to_string_pretty(&json).expect("JSON values serialise"));
@@ -137,4 +148,35 @@ pub fn run(cli: &FrontCli, cmd: &NetworkCommand) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The network drawn as the seed article draws it: the bridge with the
+/// gateway address, NAT to the outside, and a veth pair down to each
+/// container's eth0.
+fn diagram(
+    network: &minirun_netsetup::network::Network,
+    containers: &[minirun_netsetup::attach::Attachment],
+    name_of: impl Fn(&str) -> Option<String>,
+) -> String {
+    let mut out = format!("network {}: subnet {}, gateway {}\n\n", network.name, network.subnet, network.gateway);
+    let exit = if network.internal { "(internal: no way out)" } else { "── NAT (masquerade) ──▶ the host's other interfaces" };
+    out += &format!("  [ bridge {}  {}/{} ]  {exit}\n", network.bridge, network.gateway, network.subnet.prefix_len());
+    if containers.is_empty() {
+        out += "      (no containers)\n";
+    }
+    for (i, c) in containers.iter().enumerate() {
+        let last = i + 1 == containers.len();
+        let (branch, rail) = if last { ("└", " ") } else { ("├", "│") };
+        let who = match name_of(&c.container_id) {
+            Some(name) => format!("{name} ({})", &c.container_id[..12.min(c.container_id.len())]),
+            None => c.container_id.clone(),
+        };
+        out += &format!("      │\n      {branch}── {} ══ veth ══ {} {}  {who}\n", c.host_veth, c.interface, c.address);
+        out += &format!("      {rail}   {:>width$}         mac {}\n", "", c.mac, width = c.host_veth.len());
+        for p in &c.ports {
+            let host_ip = p.host_ip.map(|ip| ip.to_string()).unwrap_or_else(|| "0.0.0.0".into());
+            out += &format!("      {rail}   {:>width$}         published {host_ip}:{} ─DNAT─▶ {}:{}/{}\n", "", p.host_port, c.address.addr(), p.container_port, p.protocol, width = c.host_veth.len());
+        }
+    }
+    out
 }
