@@ -6,7 +6,7 @@ BIN     := $(RELEASE)/minirun
 OCI_BIN := $(RELEASE)/minirun-runc
 SHARED  ?= ../shared
 
-.PHONY: all build deps test unit-test integration-test demo demo-oci bench bench-network install uninstall test-cgroupv2 check-clients parity clippy clean
+.PHONY: all build deps test unit-test integration-test demo demo-oci bench bench-front bench-network install uninstall test-cgroupv2 check-clients parity clippy clean
 
 all: build
 
@@ -41,6 +41,11 @@ demo-oci: deps build
 
 bench: deps build
 	$(SHARED)/bench/lifecycle.sh $(CURDIR)/$(OCI_BIN) crun runc
+
+# `minirun run --rm` against `podman run --rm` (crun), and the monitor's
+# memory against conmon's, in one run, in a throwaway network namespace.
+bench-front: deps build
+	scripts/bench-front.sh $(CURDIR)/$(BIN)
 
 # minirun's network set-up, then netavark's and CNI's (the anchors) right after.
 bench-network: deps build

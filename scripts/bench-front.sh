@@ -8,6 +8,9 @@
 set -euo pipefail
 MINIRUN=${1:?usage: bench-front.sh /path/to/minirun [RUNS]}
 RUNS=${2:-30}
+for tool in hyperfine podman conmon crun; do
+    command -v "$tool" >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine podman conmon crun >/dev/null
+done
 if [ -z "${BENCH_FRONT_INNER:-}" ]; then
     exec env BENCH_FRONT_INNER=1 unshare --net -- "$0" "$@"
 fi

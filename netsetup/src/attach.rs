@@ -282,6 +282,22 @@ impl NetContext {
         Ok(())
     }
 
+    /// Keeps the container's attachment alive for as long as `owner` runs:
+    /// its network namespace has outlived the process it was attached for
+    /// (another container joined it, as with Docker's `container:` mode),
+    /// and without this the stale-lease sweep would detach it.
+    pub fn hand_over(&self, container_id: &str, owner: LeaseOwner) -> Result<(), AttachError> {
+        let path = self.attachment_path(container_id);
+        let attachment: Attachment = match fs::read(&path) {
+            Ok(text) => serde_json::from_slice(&text).map_err(|e| AttachError::Several(format!("{}: {e}", path.display())))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(AttachError::NotAttached(container_id.to_string())),
+            Err(source) => return Err(AttachError::Io { action: "read", path, source }),
+        };
+        let network = self.network(&attachment.network)?;
+        Ipam::open(&self.state_root, &network)?.hand_over(container_id, owner)?;
+        Ok(())
+    }
+
     /// Releases what attach made. Goes on past errors and reports them all;
     /// detaching what is not attached is not an error.
     pub fn detach(&self, container_id: &str) -> Result<Option<Attachment>, AttachError> {

@@ -181,7 +181,7 @@ fn published_port_and_container_to_container_traffic() {
     f.ok(&["run", "-d", "--name", "web", "-p", "18080:80", "busybox", "sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && httpd -f -p 80 -h /www"]);
     let web_ip = f.inspect("web")["NetworkSettings"]["IPAddress"].as_str().unwrap().to_string();
     // From the (throwaway) host through 127.0.0.1, as `curl 127.0.0.1:8080` with Docker.
-    assert!(wait_until(5, || sh("timeout 2 wget -qO- http://127.0.0.1:18080/ || true").contains("hello-from-web")));
+    assert!(wait_until(5, || sh("timeout 2 /bin/busybox wget -qO- http://127.0.0.1:18080/ || true").contains("hello-from-web")));
     // From another container, by address, and a ping.
     let other = f.ok(&["run", "--rm", "busybox", "sh", "-c", &format!("ping -c1 -W2 {web_ip} >/dev/null && echo ping-ok; timeout 2 wget -qO- http://{web_ip}/")]);
     assert!(other.contains("ping-ok") && other.contains("hello-from-web"), "{other}");
@@ -192,7 +192,7 @@ fn published_port_and_container_to_container_traffic() {
     let taken = f.out(&["run", "--rm", "-p", "18080:80", "busybox", "true"]);
     assert_eq!(taken.status.code(), Some(125), "{}", both(&taken));
     f.ok(&["rm", "-f", "web"]);
-    assert!(!sh("timeout 1 wget -qO- http://127.0.0.1:18080/ 2>&1 || true").contains("hello"));
+    assert!(!sh("timeout 1 /bin/busybox wget -qO- http://127.0.0.1:18080/ 2>&1 || true").contains("hello"));
     f.assert_nothing_left();
 }
 
@@ -344,5 +344,49 @@ fn explain_matches_what_run_does() {
     let caps = script.lines().find(|l| l.contains("setpriv --reuid")).unwrap();
     assert_eq!(caps.matches(",+").count(), 14, "{caps}");
     f.ok(&["rm", "-f", &id]);
+    f.assert_nothing_left();
+}
+
+#[test]
+fn a_joined_network_outlives_its_owner_until_the_last_joiner_leaves() {
+    require_root!();
+    let f = Front::new();
+    f.ok(&["run", "-d", "--name", "owner", "busybox", "sleep", "60"]);
+    let address = f.inspect("owner")["NetworkSettings"]["IPAddress"].as_str().unwrap().to_string();
+    f.ok(&["run", "-d", "--name", "sidecar", "--network", "container:owner", "busybox", "sleep", "60"]);
+    f.ok(&["rm", "-f", "owner"]);
+    // The sidecar keeps eth0, its address and its way to the gateway.
+    let view = f.ok(&["exec", "sidecar", "sh", "-c", "ip -o -4 addr show eth0; ping -c1 -W2 $(ip route | awk '/default/ {print $3}') >/dev/null && echo gateway-ok"]);
+    assert!(view.contains(&format!("inet {address}/")) && view.contains("gateway-ok"), "{view}");
+    // The address stays taken while the sidecar uses it.
+    let next = f.ok(&["run", "--rm", "busybox", "ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(!next.contains(&format!("inet {address}/")), "{next}");
+    f.ok(&["rm", "-f", "sidecar"]);
+    f.assert_nothing_left();
+}
+
+#[test]
+fn top_stats_and_cp() {
+    require_root!();
+    let f = Front::new();
+    f.ok(&["run", "-d", "--name", "box", "--network", "none", "--memory", "32m", "busybox", "sleep", "60"]);
+    assert!(f.ok(&["top", "box"]).contains("sleep 60"));
+    let stats = f.ok(&["stats", "--no-stream", "box"]);
+    assert!(stats.contains("box") && stats.contains("/ 32.00MiB"), "{stats}");
+    let host_file = f.dir("note.txt");
+    std::fs::write(&host_file, "from the host\n").unwrap();
+    f.ok(&["cp", host_file.to_str().unwrap(), "box:/tmp/"]);
+    assert_eq!(f.ok(&["exec", "box", "cat", "/tmp/note.txt"]), "from the host\n");
+    let out = f.dir("hostname-copy");
+    f.ok(&["cp", "box:/etc/hostname", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), &f.inspect("box")["Id"].as_str().unwrap()[..12]);
+    // The container's symlinks are resolved inside its rootfs.
+    f.ok(&["exec", "box", "ln", "-s", "/../../../../etc", "/tmp/escape"]);
+    let escaped = f.dir("escaped");
+    let _ = f.out(&["cp", "box:/tmp/escape/hostname", escaped.to_str().unwrap()]);
+    if escaped.exists() {
+        assert_ne!(std::fs::read_to_string(&escaped).unwrap(), std::fs::read_to_string("/etc/hostname").unwrap(), "copied the host's file");
+    }
+    f.ok(&["rm", "-f", "box"]);
     f.assert_nothing_left();
 }

@@ -191,6 +191,22 @@ impl Ipam {
         })
     }
 
+    /// Makes `owner` the process whose life keeps `container_id`'s lease:
+    /// for a network namespace that outlives the process it was made for
+    /// (another container joined it). False when there is no such lease.
+    pub fn hand_over(&self, container_id: &str, owner: LeaseOwner) -> Result<bool, IpamError> {
+        if !owner.is_running() {
+            return Err(IpamError::OwnerNotRunning { pid: owner.pid, start_time: owner.start_time });
+        }
+        self.update(|leases| match leases.iter_mut().find(|l| l.container_id == container_id) {
+            Some(lease) => {
+                lease.owner = owner;
+                Ok((true, true))
+            }
+            None => Ok((false, false)),
+        })
+    }
+
     /// The address `allocate(container_id, _, requested)` would give now,
     /// with the same checks and errors, without taking it: the lease file is
     /// read without the lock (it is only ever replaced whole, by rename),

@@ -6,6 +6,7 @@ pub mod engine;
 mod exec;
 mod explain;
 mod image;
+mod cp;
 mod inspect;
 mod logs;
 mod network;
@@ -15,6 +16,7 @@ mod run;
 mod run_args;
 mod run_spec;
 mod stop;
+mod top;
 
 use std::ffi::OsString;
 
@@ -70,6 +72,16 @@ pub enum Command {
     },
     /// Rename a container.
     Rename { container: String, new_name: String },
+    /// The processes of a running container (ps options after its name).
+    Top {
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Memory, CPU and pids of running containers, from their cgroups.
+    Stats(top::StatsArgs),
+    /// Copy files between a running container and the host: `cp X:/etc/hosts .`, `cp ./f X:/tmp`.
+    Cp { from: String, to: String },
     /// Supervises a detached container (started by `run -d`; not for users).
     #[command(name = "__monitor", hide = true)]
     Monitor { id: String },
@@ -142,6 +154,9 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
                 e.store.rename(&record.id, new_name).map_err(|e| e.to_string())
             }))
         }
+        Command::Top { container, ps_args } => return container_verb(engine(&cli).and_then(|e| top::top(&e, container, ps_args))),
+        Command::Stats(args) => return container_verb(engine(&cli).and_then(|e| top::stats(&e, args))),
+        Command::Cp { from, to } => return container_verb(engine(&cli).and_then(|e| cp::cp(&e, from, to))),
         Command::Network(cmd) => network::run(&cli, cmd),
         Command::Pull(args) => image::pull(&cli, args).map(|id| println!("{id}")),
         Command::Images { quiet } => image::images(&cli, *quiet),

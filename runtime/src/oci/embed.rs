@@ -105,3 +105,13 @@ pub fn cgroup_paths(root: &Path, id: &str) -> Result<Vec<(String, PathBuf)>, Oci
 pub fn oom_kill_count(root: &Path, id: &str) -> Result<u64, OciError> {
     Ok(Container::open(root, id)?.cgroup()?.oom_kill_count()?)
 }
+
+/// The host pids of every process in the container's cgroup.
+pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>, OciError> {
+    Ok(Container::open(root, id)?.cgroup()?.pids()?.into_iter().map(|p| p.as_raw()).collect())
+}
+
+/// Memory, CPU and pids as the container's cgroup counts them.
+pub fn stats(root: &Path, id: &str) -> Result<crate::cgroups::Stats, OciError> {
+    Ok(Container::open(root, id)?.cgroup()?.stats()?)
+}

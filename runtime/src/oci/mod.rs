@@ -14,7 +14,7 @@ mod features;
 mod kill;
 mod list;
 mod pause;
-mod ps;
+pub(crate) mod ps;
 mod run;
 mod spec;
 mod start;

@@ -28,7 +28,7 @@ pub fn ps(cli: &OciCli, args: &PsArgs) -> Result<(), OciError> {
 
 /// As runc: ps(1)'s own output, keeping the header and the lines whose PID
 /// column is one of the container's.
-fn print_table(pids: &[i32], ps_args: &[String]) -> Result<(), OciError> {
+pub(crate) fn print_table(pids: &[i32], ps_args: &[String]) -> Result<(), OciError> {
     let ps_args: Vec<&str> = if ps_args.is_empty() { vec!["-ef"] } else { ps_args.iter().map(String::as_str).collect() };
     let output = Command::new("ps").args(&ps_args).output().map_err(OciError::io("run ps"))?;
     if !output.status.success() {

@@ -76,8 +76,24 @@ impl Engine {
     /// mount. Goes on past errors and reports them all; safe to repeat.
     pub fn release(&self, record: &ContainerRecord) -> Result<(), EngineError> {
         let mut errors = Vec::new();
-        if matches!(record.network, NetworkMode::Bridge(_)) {
-            if let Err(e) = self.net.detach(&record.id) {
+        // A network namespace lives as long as any process in it: when the
+        // container that was attached leaves and others joined it
+        // (`--network container:`), its veth, address and rules stay, held
+        // by one of them, until the last one leaves.
+        let owner = match &record.network {
+            NetworkMode::Bridge(_) => Some(record.id.clone()),
+            NetworkMode::Container(owner) if !self.store.resolve(owner).is_ok_and(|o| o.is_running()) => Some(owner.clone()),
+            _ => None,
+        };
+        if let Some(owner) = owner {
+            let result = match self.running_joiner(&owner, &record.id) {
+                Some(heir) => self.net.hand_over(&owner, heir).or_else(|e| match e {
+                    AttachError::NotAttached(_) => Ok(()),
+                    e => Err(e),
+                }),
+                None => self.net.detach(&owner).map(drop),
+            };
+            if let Err(e) = result {
                 errors.push(format!("network: {e}"));
             }
         }
@@ -91,6 +107,16 @@ impl Engine {
             true => Ok(()),
             false => Err(EngineError::Other(format!("releasing container {}: {}", record.short_id(), errors.join("; ")))),
         }
+    }
+
+    /// A running container other than `except` in `owner`'s network
+    /// namespace, as the process that now keeps it alive.
+    fn running_joiner(&self, owner: &str, except: &str) -> Option<minirun_netsetup::ipam::LeaseOwner> {
+        let records = self.store.list().ok()?;
+        records
+            .iter()
+            .filter(|r| r.id != except && r.network == NetworkMode::Container(owner.to_string()) && r.is_running())
+            .find_map(|r| minirun_netsetup::ipam::LeaseOwner::of_process(r.state.init?.pid))
     }
 
     /// Removes a container that is not running: what it holds, then its
