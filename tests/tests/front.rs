@@ -69,7 +69,7 @@ impl Front {
     /// veths, leases.
     fn assert_nothing_left(&self) {
         let containers = self.dir("containers");
-        let left: Vec<String> = std::fs::read_dir(&containers).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect();
+        let left: Vec<String> = std::fs::read_dir(&containers).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n != ".runtime" && n != ".lock").collect();
         assert!(left.is_empty(), "container dirs left: {left:?}");
         let runtime_left: Vec<_> = std::fs::read_dir(containers.join(".runtime")).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
         assert!(runtime_left.is_empty(), "runtime state left: {runtime_left:?}");
@@ -388,5 +388,57 @@ fn top_stats_and_cp() {
         assert_ne!(std::fs::read_to_string(&escaped).unwrap(), std::fs::read_to_string("/etc/hostname").unwrap(), "copied the host's file");
     }
     f.ok(&["rm", "-f", "box"]);
+    f.assert_nothing_left();
+}
+
+#[test]
+fn names_resolve_on_a_user_defined_network_only() {
+    require_root!();
+    let f = Front::new();
+    let net = format!("mrtnames{}", std::process::id());
+    f.ok(&["network", "create", &net]);
+    f.ok(&["run", "-d", "--name", "alpha", "--network", &net, "busybox", "sleep", "60"]);
+    let alpha = f.inspect("alpha")["NetworkSettings"]["IPAddress"].as_str().unwrap().to_string();
+    let seen = f.ok(&["run", "--rm", "--name", "beta", "--network", &net, "busybox", "sh", "-c", "ping -c1 -W2 alpha >/dev/null && echo reached; grep -w alpha /etc/hosts"]);
+    assert!(seen.contains("reached") && seen.contains(&alpha), "{seen}");
+    // alpha learnt beta's name while beta ran, and forgot it when beta left.
+    assert!(!f.ok(&["exec", "alpha", "cat", "/etc/hosts"]).contains("beta"));
+    // The default network resolves no names, as Docker's.
+    f.ok(&["run", "-d", "--name", "gamma", "busybox", "sleep", "60"]);
+    let default = f.out(&["run", "--rm", "busybox", "ping", "-c1", "-W1", "gamma"]);
+    assert!(!default.status.success());
+    for c in ["alpha", "gamma"] {
+        f.ok(&["rm", "-f", c]);
+    }
+    f.ok(&["network", "rm", &net]);
+    f.assert_nothing_left();
+}
+
+#[test]
+fn fifty_containers_started_and_removed_in_parallel() {
+    require_root!();
+    let f = Front::new();
+    let started: Vec<Output> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50).map(|_| s.spawn(|| f.out(&["run", "-d", "busybox", "sleep", "60"]))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for out in &started {
+        assert!(out.status.success(), "{}", both(out));
+    }
+    let ids: Vec<String> = started.iter().map(|o| text(&o.stdout).trim().to_string()).collect();
+    let mut addresses: Vec<String> = ids.iter().map(|id| f.inspect(id)["NetworkSettings"]["IPAddress"].as_str().unwrap().to_string()).collect();
+    let mut names: Vec<String> = ids.iter().map(|id| f.inspect(id)["Name"].as_str().unwrap().to_string()).collect();
+    addresses.sort();
+    addresses.dedup();
+    names.sort();
+    names.dedup();
+    assert_eq!((addresses.len(), names.len()), (50, 50), "distinct addresses and names");
+    let removed: Vec<Output> = std::thread::scope(|s| {
+        let handles: Vec<_> = ids.iter().map(|id| s.spawn(|| f.out(&["rm", "-f", id]))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for out in &removed {
+        assert!(out.status.success(), "{}", both(out));
+    }
     f.assert_nothing_left();
 }

@@ -43,8 +43,17 @@ fn env_is_exactly_the_configured_one() {
     assert!(out.status.success(), "{}", both(&out));
     let mut lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
     lines.sort();
-    // The runtime's own environment (e.g. MINIRUN, CARGO_*) must not leak in.
-    assert_eq!(lines, ["A=1", "PATH=/bin"]);
+    // The runtime's own environment (e.g. MINIRUN, CARGO_*) must not leak
+    // in; HOME is added from the container's passwd when missing, as runc does.
+    assert_eq!(lines, ["A=1", "HOME=/root", "PATH=/bin"]);
+    // A HOME that is set stays as it is; a user the passwd lacks gets "/".
+    bundle.config["process"]["env"] = json!(["PATH=/bin", "HOME=/x"]);
+    bundle.save();
+    assert!(text(&rt.run(&bundle, &unique_name("env")).stdout).contains("HOME=/x\n"));
+    bundle.config["process"]["env"] = json!(["PATH=/bin"]);
+    bundle.config["process"]["user"] = json!({"uid": 4242, "gid": 4242});
+    bundle.save();
+    assert!(text(&rt.run(&bundle, &unique_name("env")).stdout).contains("HOME=/\n"));
 }
 
 #[test]

@@ -109,6 +109,35 @@ impl Engine {
         }
     }
 
+    /// Containers on the same user-defined network find each other by name
+    /// (and hostname) through their /etc/hosts, rewritten in place for every
+    /// running member whenever one joins or leaves. (Docker answers such
+    /// names from a DNS server of its own; on its default network it
+    /// resolves none, and neither does this.)
+    /// `joining` is a container attached but not started yet.
+    pub fn refresh_hosts(&self, network: &str, joining: Option<&ContainerRecord>) {
+        if network == minirun_netsetup::attach::DEFAULT_NETWORK {
+            return;
+        }
+        let Ok(records) = self.store.list() else { return };
+        let members: Vec<&ContainerRecord> = records
+            .iter()
+            .filter(|r| r.network == NetworkMode::Bridge(network.to_string()) && r.is_running() && r.attachment.is_some())
+            .filter(|r| joining.is_none_or(|j| j.id != r.id))
+            .chain(joining)
+            .collect();
+        for member in &members {
+            let own = member.attachment.as_ref().map(|a| a.address.addr());
+            let mut text = minirun_netsetup::container_files::hosts_file(&member.hostname, own);
+            for peer in members.iter().filter(|p| p.id != member.id) {
+                let address = peer.attachment.as_ref().map(|a| a.address.addr()).expect("members are attached");
+                let names = if peer.hostname == peer.name { peer.name.clone() } else { format!("{} {}", peer.name, peer.hostname) };
+                text += &format!("{address}\t{names}\n");
+            }
+            let _ = supervisor::write_in_place(&self.store.dir(&member.id).join("hosts"), &text);
+        }
+    }
+
     /// A running container other than `except` in `owner`'s network
     /// namespace, as the process that now keeps it alive.
     fn running_joiner(&self, owner: &str, except: &str) -> Option<minirun_netsetup::ipam::LeaseOwner> {
@@ -156,6 +185,13 @@ impl Engine {
                 Err(e) => format!("its monitor died; cleaning up: {e}"),
             });
             let _ = locked.save();
+        }
+        for dir in self.store.unfinished_removals() {
+            // Only an old one: a removal may be under way right now.
+            let old = std::fs::metadata(&dir).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age.as_secs() > 60);
+            if old && overlay::unmount_rootfs(&dir).is_ok() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
         }
         for id in self.store.recordless_dirs() {
             let dir = self.store.dir(&id);

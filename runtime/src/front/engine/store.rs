@@ -235,6 +235,9 @@ impl ContainerStore {
             attachment: None,
         };
         fill(&mut record);
+        // Made once, here: `lock` never creates it, so that a command racing
+        // a removal cannot leave a lock file behind in a dying directory.
+        fs::File::create(dir.join("lock")).map_err(EngineError::io(format!("create {}/lock", dir.display())))?;
         write_atomically(&dir.join(RECORD), &serde_json::to_vec_pretty(&record).expect("records serialize"))?;
         Ok(record)
     }
@@ -284,7 +287,10 @@ impl ContainerStore {
     /// The record under its lock, re-read after locking.
     pub fn lock(&self, id: &str) -> Result<Locked, EngineError> {
         let dir = self.dir(id);
-        let lock = self.lock_file(&dir.join("lock"))?;
+        let lock = lock_existing(&dir.join("lock")).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => EngineError::NoSuchContainer(id.to_string()),
+            _ => EngineError::Io { action: format!("lock {}", dir.display()), source: e },
+        })?;
         let record = self.read(id)?;
         Ok(Locked { record, path: dir, _lock: lock })
     }
@@ -310,7 +316,16 @@ impl ContainerStore {
 
     /// Removes the container's directory (its rootfs must be unmounted).
     pub fn remove(&self, id: &str) -> Result<(), EngineError> {
-        let dir = self.dir(id);
+        // Renamed out of sight first: other commands never see a container
+        // half removed, and a crash half-way leaves only a `.removing-` dir,
+        // which the next removal finishes.
+        let doomed = self.root.join(format!(".removing-{id}"));
+        match fs::rename(self.dir(id), &doomed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(EngineError::Io { action: format!("remove {}", self.dir(id).display()), source: e }),
+        }
+        let dir = doomed;
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -329,6 +344,12 @@ impl ContainerStore {
             .collect()
     }
 
+    /// Removals a crash interrupted (see `remove`).
+    pub fn unfinished_removals(&self) -> Vec<PathBuf> {
+        let Ok(entries) = fs::read_dir(&self.root) else { return Vec::new() };
+        entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".removing-")).map(|e| e.path()).collect()
+    }
+
     fn lock_file(&self, path: &Path) -> Result<Flock<File>, EngineError> {
         let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => EngineError::NoSuchContainer(path.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()),
@@ -340,6 +361,11 @@ impl ContainerStore {
 
 pub fn is_container_id(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+fn lock_existing(path: &Path) -> io::Result<Flock<File>> {
+    let file = fs::OpenOptions::new().write(true).open(path)?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| e.into())
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {

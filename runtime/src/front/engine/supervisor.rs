@@ -116,6 +116,8 @@ fn launch(engine: &Engine, id: &str, foreground: bool) -> Result<(Pid, Container
         write_in_place(&dir.join("hosts"), &hosts_file(&record.hostname, Some(attachment.address.addr())))?;
         locked.record.attachment = Some(attachment);
         locked.save()?;
+        // Before the start, so that its first lookup already finds its peers.
+        engine.refresh_hosts(network, Some(&locked.record));
     }
 
     let pid = pending.start()?;
@@ -149,6 +151,10 @@ fn finish(engine: &Engine, id: &str, code: i32) {
     let oom_killed = embed::oom_kill_count(&engine.runtime_root(), id).is_ok_and(|n| n > 0);
     let Ok(mut locked) = engine.store.lock(id) else { return };
     let released = engine.release(&locked.record);
+    if let NetworkMode::Bridge(network) = &locked.record.network {
+        // Its peers forget it (it no longer counts as running: its init is gone).
+        engine.refresh_hosts(network, None);
+    }
     if locked.record.auto_remove && released.is_ok() {
         drop(locked);
         let _ = engine.store.remove(id);
