@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 use minirun_tests::{both, cgroup_dirs_named, require_root, text, wait_until, Bundle};
 
@@ -123,7 +122,7 @@ fn the_view_from_inside_on_the_default_bridge() {
     let address = out.lines().find(|l| l.contains("inet ")).unwrap().split_whitespace().nth(3).unwrap().to_string();
     let (ip, prefix) = address.split_once('/').unwrap();
     assert_eq!(prefix, "16", "{out}");
-    let gateway = format!("{}.1", ip.rsplitn(2, '.').nth(1).unwrap());
+    let gateway = format!("{}.1", ip.rsplit_once('.').unwrap().0);
     assert!(out.contains(&format!("default via {gateway} dev eth0")), "{out}");
     let hostname = out.lines().find(|l| l.len() == 12 && l.bytes().all(|b| b.is_ascii_hexdigit())).expect("hostname is the short id");
     assert!(out.contains("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"), "{out}");
@@ -308,7 +307,6 @@ fn auto_remove_and_a_terminal() {
     let line = format!("{:?}", cmd).replace('"', "");
     let out = Command::new("script").args(["-qec", &line, "/dev/null"]).stdin(Stdio::null()).output().unwrap();
     assert!(text(&out.stdout).contains("/dev/pts/0"), "{}", both(&out));
-    let _ = Duration::ZERO;
     f.assert_nothing_left();
 }
 

@@ -33,7 +33,10 @@ pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<(), String> {
         entries.drain(..entries.len().saturating_sub(n));
     }
     print(&entries, args.timestamps);
-    while args.follow {
+    if !args.follow {
+        return Ok(());
+    }
+    loop {
         let running = engine.store.resolve(&record.id).is_ok_and(|r| r.is_running());
         let (more, next) = read_from(&path, offset).map_err(|e| format!("read {}: {e}", path.display()))?;
         print(&more, args.timestamps);

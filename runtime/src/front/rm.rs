@@ -27,10 +27,9 @@ pub fn rm(engine: &Engine, args: &RmArgs) -> Result<(), String> {
             // Docker's rm -f kills at once, with no grace period.
             stop(engine, &record, Some(Signal::SIGKILL), Duration::ZERO)?;
         }
-        match engine.store.resolve(&record.id) {
-            Ok(record) => engine.remove(&record).map_err(|e| e.to_string())?,
-            // It was started with --rm, and its monitor removed it.
-            Err(_) => {}
+        // Gone already when it was started with --rm: its monitor removed it.
+        if let Ok(record) = engine.store.resolve(&record.id) {
+            engine.remove(&record).map_err(|e| e.to_string())?;
         }
         println!("{name}");
         Ok(())
