@@ -27,8 +27,13 @@ unit-test:
 	$(CARGO) test --workspace --exclude minirun-tests --exclude minirun-rootfs
 	$(CARGO) test -p minirun-rootfs -- --test-threads=1
 
+# The fault-injection build (MINIRUN_FAULT=<point> kills it there) goes to
+# its own target dir, so that it never replaces the real binary.
+FAULTS_BIN := target/faults/debug/minirun
+
 integration-test: build
-	MINIRUN=$(CURDIR)/$(BIN) $(CARGO) test -p minirun-tests -- --test-threads=2
+	$(CARGO) build --bin minirun --features minirun-runtime/fault-injection --target-dir target/faults
+	MINIRUN=$(CURDIR)/$(BIN) MINIRUN_FAULTS=$(CURDIR)/$(FAULTS_BIN) $(CARGO) test -p minirun-tests -- --test-threads=2
 
 test: deps unit-test integration-test
 

@@ -302,7 +302,12 @@ impl NetContext {
     /// detaching what is not attached is not an error.
     pub fn detach(&self, container_id: &str) -> Result<Option<Attachment>, AttachError> {
         let path = self.attachment_path(container_id);
-        let Some(attachment) = self.read_attachment(container_id)? else { return Ok(None) };
+        let Some(attachment) = self.read_attachment(container_id)? else {
+            // attach leases the address before it records the attachment:
+            // one killed in between leaves a lease alone.
+            self.release_leases_of(container_id)?;
+            return Ok(None);
+        };
         let mut errors = Vec::new();
         let network = self.store().and_then(|s| Ok(s.get(&attachment.network)?));
         if let Ok(network) = &network {
@@ -329,6 +334,13 @@ impl NetContext {
         } else {
             Err(AttachError::Several(format!("detach {container_id}: {}", errors.join("; "))))
         }
+    }
+
+    fn release_leases_of(&self, container_id: &str) -> Result<(), AttachError> {
+        for network in self.store()?.list()? {
+            Ipam::open(&self.state_root, &network)?.release(container_id)?;
+        }
+        Ok(())
     }
 
     /// Detaches every container whose owner process is gone (after a

@@ -6,6 +6,7 @@ pub mod capabilities;
 pub mod cgroups;
 pub mod console;
 pub mod container;
+pub mod fault;
 pub mod front;
 pub mod hooks;
 pub mod logging;

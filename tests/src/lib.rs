@@ -3,6 +3,8 @@
 //! as root, on busybox bundles, each test with its own `--root` and names
 //! made unique by the test process's pid, and clean up even when they fail.
 
+pub mod front;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -151,7 +151,9 @@ pub fn unmount_rootfs(container_dir: &Path) -> Result<(), OverlayError> {
         }
         // Removing files through a still-mounted rootfs would write
         // whiteouts into upper, or worse for a bind mount; make sure first.
-        if is_mount_point(&rootfs, container_dir)? {
+        // (Gone meanwhile: another command released this container too.)
+        let gone = |e: &OverlayError| matches!(e, OverlayError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound);
+        if is_mount_point(&rootfs, container_dir).or_else(|e| if gone(&e) { Ok(false) } else { Err(e) })? {
             return Err(OverlayError::StillMounted { path: rootfs });
         }
     }

@@ -101,6 +101,7 @@ fn prepare(cli: &FrontCli, args: &RunArgs) -> Result<Option<Prepared>, EngineErr
         r.state.status = Some(Status::Created);
         r.state.monitor = super::engine::store::ProcessRef::of(std::process::id() as i32);
     })?;
+    crate::fault::point("run:recorded");
     match make_bundle(&engine, &record, &config, &defaults, &image, network) {
         Ok(record) => Ok(Some(Prepared { engine, record, detach: config.detach })),
         Err(e) => {
@@ -127,6 +128,7 @@ fn make_bundle(
         let layers = images.layer_dirs(image).map_err(|e| EngineError::Other(e.to_string()))?;
         overlay::mount_rootfs(&layers, &dir)?
     };
+    crate::fault::point("run:rootfs-mounted");
     if let Some(warning) = &layers.warning {
         eprintln!("minirun: {warning}");
     }
@@ -147,6 +149,7 @@ fn make_bundle(
     create_missing_directories(config, &spec, &layers.path)?;
     let json = serde_json::to_vec_pretty(&spec).map_err(|e| EngineError::Other(format!("serialize config.json: {e}")))?;
     std::fs::write(dir.join("config.json"), json).map_err(EngineError::io("write config.json"))?;
+    crate::fault::point("run:bundle-written");
     let process = spec.process().clone().unwrap_or_default();
     engine.store.update(&record.id, |r| {
         r.hostname = hostname.clone();
@@ -232,6 +235,7 @@ fn start_monitor(cli: &FrontCli, engine: &Engine, record: &ContainerRecord) -> i
     }
     let child = command.spawn();
     drop(ready_w);
+    crate::fault::point("monitor:spawned");
     if let Err(e) = child {
         let _ = engine.remove(record);
         return fail(format!("start the container's monitor: {e}"), EXIT_ENGINE_ERROR);

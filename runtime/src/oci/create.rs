@@ -163,6 +163,7 @@ pub(crate) fn create_container(args: &CreateArgs, options: CreateOptions) -> Res
     if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
         cgroup.apply_resources(resources)?;
     }
+    crate::fault::point("create:cgroup-made");
     let console = match console {
         Some(stream) => Some(stream).filter(|_| terminal),
         None => args.console_socket.as_deref().filter(|_| terminal).map(crate::console::connect).transpose().map_err(|e| OciError::Config(e.to_string()))?,

@@ -68,7 +68,16 @@ impl PendingContainer {
 pub fn delete(root: &Path, id: &str) -> Result<(), OciError> {
     match Container::open(root, id) {
         Ok(container) => container.destroy(),
-        Err(OciError::State(StateError::NotFound(_))) => Ok(()),
+        Err(OciError::State(StateError::NotFound(_))) => {
+            // A create killed before its first save leaves a directory with
+            // no state (and, since the state is saved before the cgroup or
+            // the init exist, nothing else).
+            let dir = root.join(id);
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(OciError::Io { action: format!("remove {}", dir.display()), source: e }),
+                _ => Ok(()),
+            }
+        }
         Err(e) => Err(e),
     }
 }

@@ -97,9 +97,11 @@ impl Engine {
                 errors.push(format!("network: {e}"));
             }
         }
+        crate::fault::point("release:network-released");
         if let Err(e) = embed::delete(&self.runtime_root(), &record.id) {
             errors.push(format!("runtime state: {e}"));
         }
+        crate::fault::point("release:runtime-released");
         if let Err(e) = overlay::unmount_rootfs(&self.store.dir(&record.id)) {
             errors.push(format!("rootfs: {e}"));
         }
@@ -152,6 +154,7 @@ impl Engine {
     /// directory and record.
     pub fn remove(&self, record: &ContainerRecord) -> Result<(), EngineError> {
         self.release(record)?;
+        crate::fault::point("rm:released");
         self.store.remove(&record.id)
     }
 
@@ -186,20 +189,11 @@ impl Engine {
             });
             let _ = locked.save();
         }
-        for dir in self.store.unfinished_removals() {
-            // Only an old one: a removal may be under way right now.
-            let old = std::fs::metadata(&dir).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age.as_secs() > 60);
-            if old && overlay::unmount_rootfs(&dir).is_ok() {
+        // Directories a crash left half made (a `run` killed before writing
+        // the record) or half removed (an `rm` killed while deleting).
+        for dir in self.store.debris() {
+            if overlay::unmount_rootfs(&dir).is_ok() {
                 let _ = std::fs::remove_dir_all(&dir);
-            }
-        }
-        for id in self.store.recordless_dirs() {
-            let dir = self.store.dir(&id);
-            // A `run` between making the directory and writing the record
-            // holds the store lock; only older ones are debris.
-            let old = std::fs::metadata(&dir).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age.as_secs() > 60);
-            if old && overlay::unmount_rootfs(&dir).is_ok() {
-                let _ = self.store.remove(&id);
             }
         }
     }

@@ -333,21 +333,21 @@ impl ContainerStore {
         }
     }
 
-    /// Directories with no record: a `run` killed between making the
-    /// directory and writing the record.
-    pub fn recordless_dirs(&self) -> Vec<String> {
+    /// Directories no container owns: removals a crash interrupted (see
+    /// `remove`), and directories without a record, which under the store
+    /// lock (held by `create` from mkdir to the record) can only be left
+    /// by a crash.
+    pub fn debris(&self) -> Vec<PathBuf> {
+        let Ok(_lock) = self.lock_file(&self.root.join(".lock")) else { return Vec::new() };
         let Ok(entries) = fs::read_dir(&self.root) else { return Vec::new() };
         entries
             .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|id| is_container_id(id) && !self.dir(id).join(RECORD).exists())
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with(".removing-") || (is_container_id(&name) && !e.path().join(RECORD).exists())
+            })
+            .map(|e| e.path())
             .collect()
-    }
-
-    /// Removals a crash interrupted (see `remove`).
-    pub fn unfinished_removals(&self) -> Vec<PathBuf> {
-        let Ok(entries) = fs::read_dir(&self.root) else { return Vec::new() };
-        entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".removing-")).map(|e| e.path()).collect()
     }
 
     fn lock_file(&self, path: &Path) -> Result<Flock<File>, EngineError> {

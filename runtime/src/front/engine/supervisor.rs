@@ -105,6 +105,7 @@ fn launch(engine: &Engine, id: &str, foreground: bool) -> Result<(Pid, Container
         (pending, ContainerIo::Pipes { stdout: out_r, stderr: err_r })
     };
     let pid = pending.pid();
+    crate::fault::point("launch:created");
 
     if let NetworkMode::Bridge(network) = &record.network {
         let ports = record.publish.iter().map(|spec| parse_port_spec(spec)).collect::<Result<Vec<_>, _>>().map_err(|e| EngineError::Usage(e.to_string()))?.concat();
@@ -118,9 +119,11 @@ fn launch(engine: &Engine, id: &str, foreground: bool) -> Result<(Pid, Container
         locked.save()?;
         // Before the start, so that its first lookup already finds its peers.
         engine.refresh_hosts(network, Some(&locked.record));
+        crate::fault::point("launch:attached");
     }
 
     let pid = pending.start()?;
+    crate::fault::point("launch:started");
     let state = &mut locked.record.state;
     state.status = Some(Status::Running);
     state.init = ProcessRef::of(pid.as_raw());
