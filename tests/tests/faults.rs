@@ -12,19 +12,7 @@ use std::time::Duration;
 use minirun_tests::front::{sh, Front};
 use minirun_tests::{both, cgroup_dirs_named, require_root, text};
 
-const POINTS: [&str; 11] = [
-    "run:recorded",
-    "run:rootfs-mounted",
-    "run:bundle-written",
-    "monitor:spawned",
-    "create:cgroup-made",
-    "launch:created",
-    "launch:attached",
-    "launch:started",
-    "release:network-released",
-    "release:runtime-released",
-    "rm:released",
-];
+use minirun_runtime::fault::POINTS;
 
 fn faulty_binary() -> Option<PathBuf> {
     std::env::var_os("MINIRUN_FAULTS").map(PathBuf::from).filter(|p| p.exists())

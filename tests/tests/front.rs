@@ -5,7 +5,7 @@
 //! "host", and has its own state roots; at the end it checks that nothing
 //! is left: no container dirs, mounts, cgroups, veths or leases.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use minirun_tests::front::{sh, Front};
