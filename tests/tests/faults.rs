@@ -29,6 +29,7 @@ fn recover(f: &Front) -> Vec<String> {
 }
 
 fn assert_all_gone(f: &Front, ids: &[String], what: &str) {
+    eprintln!("checking after: {what}");
     f.assert_nothing_left();
     for id in ids {
         assert!(cgroup_dirs_named(id).is_empty(), "{what}: cgroup of {id} left");

@@ -20,6 +20,11 @@ pub fn rm(engine: &Engine, args: &RmArgs) -> Result<(), String> {
     engine.reclaim();
     for_each(&args.containers, |name| {
         let record = engine.store.resolve(name).map_err(|e| e.to_string())?;
+        // A container being started is locked by its monitor until it runs
+        // (or has failed): wait for that, then look again, so as not to
+        // remove it from under the monitor.
+        drop(engine.store.lock(&record.id).map_err(|e| e.to_string())?);
+        let record = engine.store.resolve(&record.id).map_err(|e| e.to_string())?;
         if record.is_running() {
             if !args.force {
                 return Err(format!("cannot remove container {name}: it is running; stop it first or use rm -f"));
