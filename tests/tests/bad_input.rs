@@ -150,8 +150,11 @@ fn hostile_container_ids() {
 }
 
 /// `minirun --root .. --image-root .. --network-root ..` of our own, with a
-/// busybox image.
+/// busybox image, in a network namespace of the test thread's own.
 fn front() -> (tempfile::TempDir, impl Fn(&[&str]) -> Output) {
+    // Should a bad flag ever get as far as the network, its bridge and
+    // rules are made in a throwaway namespace, not the host's.
+    minirun_tests::front::enter_throwaway_netns();
     let dir = tempfile::Builder::new().prefix("minirun-test-bad").tempdir().unwrap();
     let root = dir.path().to_path_buf();
     let run = move |args: &[&str]| {

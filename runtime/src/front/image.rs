@@ -128,6 +128,10 @@ pub fn inspect(cli: &FrontCli, name: &str) -> Result<(), String> {
 /// Ids of the images that containers (running or not) were made from:
 /// `rmi` and `prune` keep them, as Docker does.
 fn in_use(cli: &FrontCli) -> Vec<String> {
+    // No container root yet: no containers (and none is made just to look).
+    if !cli.root.exists() {
+        return Vec::new();
+    }
     super::engine(cli).and_then(|e| e.store.list().map_err(|e| e.to_string())).map(|records| records.into_iter().map(|r| r.image_id).collect()).unwrap_or_default()
 }
 

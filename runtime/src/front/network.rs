@@ -104,7 +104,10 @@ pub fn run(cli: &FrontCli, cmd: &NetworkCommand) -> Result<(), String> {
             let network = ctx.network(name).map_err(|e| show(&e))?;
             let containers: Vec<_> = ctx.attachments().map_err(|e| show(&e))?.into_iter().filter(|a| a.network == network.name).collect();
             if format == "text" {
-                let names = super::engine(cli).and_then(|e| e.store.list().map_err(|e| e.to_string())).unwrap_or_default();
+                let names = match cli.root.exists() {
+                    true => super::engine(cli).and_then(|e| e.store.list().map_err(|e| e.to_string())).unwrap_or_default(),
+                    false => Vec::new(),
+                };
                 let name_of = |id: &str| names.iter().find(|r| r.id == id).map(|r| r.name.clone());
                 print!("{}", diagram(&network, &containers, name_of));
                 return Ok(());
