@@ -6,7 +6,7 @@ BIN     := $(RELEASE)/minirun
 OCI_BIN := $(RELEASE)/minirun-runc
 SHARED  ?= ../shared
 
-.PHONY: all build deps test unit-test integration-test demo demo-oci bench bench-front bench-network install uninstall test-cgroupv2 check-clients parity clippy clean
+.PHONY: all build deps test unit-test integration-test demo demo-oci bench bench-front bench-images bench-network install uninstall test-cgroupv2 check-clients parity clippy clean
 
 all: build
 
@@ -51,6 +51,11 @@ bench: deps build
 # memory against conmon's, in one run, in a throwaway network namespace.
 bench-front: deps build
 	scripts/bench-front.sh $(CURDIR)/$(BIN)
+
+# Pull and unpack against skopeo+umoci and podman; start time with a 5 MB
+# and a 500 MB image (loopback registry; about 4 minutes).
+bench-images: deps build
+	scripts/bench-images.sh $(CURDIR)/$(BIN)
 
 # minirun's network set-up, then netavark's and CNI's (the anchors) right after.
 bench-network: deps build
