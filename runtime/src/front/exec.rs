@@ -82,19 +82,19 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<i32, EngineError> {
         let stdin = std::io::stdin();
         copy_window_size(std::os::fd::AsFd::as_fd(&stdin), &master);
         let _raw = RawMode::enable(std::os::fd::AsFd::as_fd(&stdin));
-        proxy(&master, args.interactive);
+        proxy(std::fs::File::from(master), args.interactive);
     }
     Ok(wait_exit_code(pid))
 }
 
 /// Our terminal to the exec's pty and back, until the pty closes.
-fn proxy(master: &std::os::fd::OwnedFd, interactive: bool) {
+fn proxy(mut pty: std::fs::File, interactive: bool) {
     use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
     let mut buf = [0u8; 16 * 1024];
     let mut stdin_open = interactive;
     loop {
-        let mut fds = vec![libc::pollfd { fd: master.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        let mut fds = vec![libc::pollfd { fd: pty.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
         if stdin_open {
             fds.push(libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 });
         }
@@ -102,7 +102,6 @@ fn proxy(master: &std::os::fd::OwnedFd, interactive: bool) {
         if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
             continue;
         }
-        let mut pty = std::fs::File::from(master.try_clone().expect("dup of an open fd"));
         if fds[0].revents != 0 {
             match pty.read(&mut buf) {
                 Ok(0) | Err(_) => return,
