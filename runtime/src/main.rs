@@ -8,8 +8,16 @@
 use std::ffi::OsString;
 use std::path::Path;
 
+use minirun_runtime::process::exe_guard;
+
 fn main() {
     let mut args: Vec<OsString> = std::env::args_os().collect();
+    if exe_guard::needs_guard(&args) {
+        if let Err(e) = exe_guard::ensure_read_only_exe(&args) {
+            eprintln!("minirun: cannot run from a read-only copy of its own binary (CVE-2019-5736): {e}");
+            std::process::exit(1);
+        }
+    }
     let invoked_as = args.first().and_then(|a| Path::new(a).file_name()).and_then(|n| n.to_str()).unwrap_or("minirun").to_string();
     let code = if invoked_as == "minirun-runc" {
         minirun_runtime::oci::main(args)

@@ -51,6 +51,7 @@ pub fn unique_name(tag: &str) -> String {
 /// A `--root` of our own, and every container created through it deleted
 /// on drop (with --force), so a failing test leaves nothing running.
 pub struct Runtime {
+    binary: PathBuf,
     root: tempfile::TempDir,
     ids: std::cell::RefCell<Vec<String>>,
     pids: std::cell::RefCell<Vec<i32>>,
@@ -64,11 +65,16 @@ impl Default for Runtime {
 
 impl Runtime {
     pub fn new() -> Self {
+        Self::with_binary(minirun_bin())
+    }
+
+    /// The same, driving another minirun binary (a copy a test may damage).
+    pub fn with_binary(binary: PathBuf) -> Self {
         // A created container's init outlives `create` and is reparented to
         // us, not to pid 1 (which reaps nothing here): we reap it on drop.
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-        Runtime { root: tempfile::Builder::new().prefix("minirun-test-root").tempdir().unwrap(), ids: Default::default(), pids: Default::default() }
+        Runtime { binary, root: tempfile::Builder::new().prefix("minirun-test-root").tempdir().unwrap(), ids: Default::default(), pids: Default::default() }
     }
 
     pub fn root(&self) -> &Path {
@@ -77,7 +83,7 @@ impl Runtime {
 
     /// `minirun oci --root R ARGS...`
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(minirun_bin());
+        let mut c = Command::new(&self.binary);
         c.arg("oci").arg("--root").arg(self.root.path());
         c
     }
@@ -150,7 +156,8 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         for id in self.ids.borrow().iter() {
-            let _ = self.output(&["delete", "--force", id]);
+            // Not `output`: a panic here, during a failed test's unwinding, aborts.
+            let _ = self.cmd().args(["delete", "--force", id]).stdin(Stdio::null()).output();
         }
         for pid in self.pids.borrow().iter() {
             // SAFETY: reaps only a pid we saw as a container's init.

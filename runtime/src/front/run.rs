@@ -216,12 +216,11 @@ fn start_monitor(cli: &FrontCli, engine: &Engine, record: &ContainerRecord) -> i
         Ok((r, w)) => (std::fs::File::from(r), w),
         Err(e) => return fail(format!("pipe: {e}"), EXIT_ENGINE_ERROR),
     };
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => return fail(format!("find minirun's own binary: {e}"), EXIT_ENGINE_ERROR),
-    };
-    let mut command = Command::new(exe);
-    command.args(super::global_args(cli)).arg("__monitor").arg(&record.id).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // Not current_exe(): we run from a detached read-only mount of our
+    // binary (process::exe_guard), which has no path; the magic link keeps
+    // the monitor on that same protected view.
+    let mut command = Command::new("/proc/self/exe");
+    command.arg0("minirun").args(super::global_args(cli)).arg("__monitor").arg(&record.id).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     let ready_fd = ready_w.as_raw_fd();
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {

@@ -3,6 +3,7 @@
 //! one (`join`). Both end in `user_process`, the last steps before execve.
 
 pub mod channel;
+pub mod exe_guard;
 pub mod init;
 pub mod join;
 pub mod spawn;
