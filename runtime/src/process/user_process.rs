@@ -29,6 +29,8 @@ pub enum UserProcessError {
     OomScore(std::io::Error),
     #[error("chdir to cwd {path}: {source}")]
     Cwd { path: PathBuf, source: nix::Error },
+    #[error("cwd {path} is outside the container's root")]
+    CwdOutsideRoot { path: PathBuf },
     #[error(transparent)]
     Capability(#[from] CapabilityError),
     #[error("set no_new_privs: {0}")]
@@ -177,7 +179,17 @@ fn rlimit_resource(kind: PosixRlimitType) -> libc::__rlimit_resource_t {
 }
 
 pub fn chdir(process: &Process) -> Result<(), UserProcessError> {
-    nix::unistd::chdir(process.cwd()).map_err(|source| UserProcessError::Cwd { path: process.cwd().clone(), source })
+    let path = process.cwd();
+    nix::unistd::chdir(path).map_err(|source| UserProcessError::Cwd { path: path.clone(), source })?;
+    // CVE-2024-21626: until execve our own fds are open, so a cwd such as
+    // /proc/self/fd/7 would follow one of them to a directory outside the
+    // container's root, and the program would start there. The kernel tells
+    // such a cwd apart (getcwd fails with ENOENT: "unreachable").
+    match nix::unistd::getcwd() {
+        Ok(_) => Ok(()),
+        Err(nix::errno::Errno::ENOENT) => Err(UserProcessError::CwdOutsideRoot { path: path.clone() }),
+        Err(source) => Err(UserProcessError::Cwd { path: path.clone(), source }),
+    }
 }
 
 /// Drops to the container's user and capabilities, then no_new_privs and
