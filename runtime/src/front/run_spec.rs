@@ -1342,6 +1342,10 @@ struct HostFacts {
     seccomp_arch: &'static str,
     kernel: Option<(u64, u64)>,
     cap_last_cap: u8,
+    /// The capabilities minirun itself holds (bit n = capability n). A host
+    /// that is itself a container may lack some, and a container cannot be
+    /// given what its runtime does not have.
+    own_caps: u64,
     /// Docker gives containers a cgroup namespace only on a pure v2 host.
     cgroup_v2: bool,
     /// Without swap accounting Docker drops the swap limit (with a warning).
@@ -1362,6 +1366,9 @@ impl HostFacts {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or_else(|| caps::all().iter().map(|c| c.index()).max().unwrap_or(0));
+        let own_caps = caps::read(None, caps::CapSet::Permitted)
+            .map(|set| set.iter().fold(0u64, |bits, c| bits | 1 << c.index()))
+            .unwrap_or(u64::MAX);
         let cgroup_v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
         let swap_limit = cgroup_v2 || Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
         let net_sysctls = NET_SYSCTLS
@@ -1386,6 +1393,7 @@ impl HostFacts {
                 .ok()
                 .and_then(|u| kernel_version(&u.release().to_string_lossy())),
             cap_last_cap,
+            own_caps,
             cgroup_v2,
             swap_limit,
             net_sysctls,
@@ -1779,8 +1787,13 @@ fn known_caps(host: &HostFacts) -> Vec<caps::Capability> {
 /// defaults less the drops plus the adds.
 fn capabilities(config: &RunConfig, host: &HostFacts) -> Result<Vec<String>, RunSpecError> {
     let known: Vec<String> = known_caps(host).iter().map(|c| c.to_string()).collect();
+    // "Everything" is everything we hold, as containerd's and Podman's
+    // privileged containers get (Docker's would fail to start here).
+    let everything = || -> Vec<String> {
+        known_caps(host).iter().filter(|c| host.own_caps & (1 << c.index()) != 0).map(|c| c.to_string()).collect()
+    };
     if config.privileged {
-        return Ok(known);
+        return Ok(everything());
     }
     for (flag, names) in [("--cap-add", &config.cap_add), ("--cap-drop", &config.cap_drop)] {
         if let Some(missing) = names.iter().find(|n| *n != "ALL" && !known.contains(n)) {
@@ -1789,7 +1802,7 @@ fn capabilities(config: &RunConfig, host: &HostFacts) -> Result<Vec<String>, Run
     }
     let all = |names: &[String]| names.iter().any(|n| n == "ALL");
     let mut caps: Vec<String> = if all(&config.cap_add) {
-        known.into_iter().filter(|c| !config.cap_drop.contains(c)).collect()
+        everything().into_iter().filter(|c| !config.cap_drop.contains(c)).collect()
     } else if all(&config.cap_drop) {
         config.cap_add.clone()
     } else {
@@ -2096,6 +2109,7 @@ mod tests {
             seccomp_arch: "amd64",
             kernel: Some((6, 1)),
             cap_last_cap: 40,
+            own_caps: u64::MAX,
             cgroup_v2: false,
             swap_limit: true,
             net_sysctls: NET_SYSCTLS.iter().map(|(k, _)| *k).collect(),
@@ -2473,6 +2487,7 @@ mod tests {
         // A capability newer than the kernel: Docker refuses it too.
         let old_kernel = HostFacts {
             cap_last_cap: 37,
+            own_caps: u64::MAX,
             ..facts()
         };
         let err = build_with(
@@ -2508,6 +2523,17 @@ mod tests {
             json_of(&spec)["linux"]["resources"]["devices"],
             json!([{ "allow": true, "access": "rwm" }])
         );
+    }
+
+    #[test]
+    fn privileged_gets_only_the_capabilities_minirun_holds() {
+        let without_sys_resource = HostFacts { own_caps: u64::MAX & !(1 << 24), ..facts() };
+        for words in [&["--privileged", "busybox"][..], &["--cap-add", "ALL", "busybox"]] {
+            let spec = build_with(words, &busybox(), NetnsChoice::New, &without_sys_resource).unwrap();
+            let (caps, _) = caps_of(&spec);
+            assert_eq!(caps.len(), 40, "{words:?}");
+            assert!(!caps.iter().any(|c| c == "CAP_SYS_RESOURCE"), "{words:?}");
+        }
     }
 
     #[test]
