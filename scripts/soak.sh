@@ -49,7 +49,7 @@ if [ -z "${SOAK_INNER:-}" ]; then
     # it) or a mount under the work dir.
     left=0
     for p in /proc/[0-9]*; do
-        cmd=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
+        cmd=$(tr '\0' ' ' 2>/dev/null < "$p/cmdline") || continue
         if [[ $cmd == *"$work/"* ]]; then
             echo "soak: process left: ${p#/proc/} $cmd" >&2
             kill -9 "${p#/proc/}" 2>/dev/null
@@ -118,18 +118,31 @@ count_cgroups() {
     find /sys/fs/cgroup -mindepth 2 -maxdepth 3 -type d -path '*/minirun/*' -printf '%f\n' 2>/dev/null |
         cut -c1-12 | grep -cxF -f "$work/ids"
 }
-# minirun processes of this soak: pid, kind (monitor, anchor, cli).
+# minirun processes of this soak: pid, kind. A monitor counts as one
+# ("monitor", or "anchor" for the anchor's) while it waits on a running
+# container: at least 1 s old (a start takes well under that) and with the
+# container's init as its child. Starting (before shed_startup_memory) and
+# finishing (releasing the network) it briefly holds more pages and a few
+# more fds, as the commands do: those samples are "transient", reported but
+# not held to the growth check.
 minirun_pids() {
-    local p exe cmd
+    local p exe cmd uptime start ticks children
+    ticks=$(getconf CLK_TCK)
+    read -r uptime _ < /proc/uptime
     for p in /proc/[0-9]*; do
         exe=$(readlink "$p/exe" 2>/dev/null) || continue
         [ "$exe" = "$MINIRUN" ] || continue
-        cmd=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
-        case $cmd in
-            *"$root"*__monitor*"$anchor_id"*) echo "${p#/proc/} anchor" ;;
-            *"$root"*__monitor*) echo "${p#/proc/} monitor" ;;
-            *"$root"*) echo "${p#/proc/} cli" ;;
-        esac
+        cmd=$(tr '\0' ' ' 2>/dev/null < "$p/cmdline") || continue
+        [[ $cmd == *"$root"* ]] || continue
+        if [[ $cmd == *__monitor* ]]; then
+            start=$(sed 's/.*) //' "$p/stat" 2>/dev/null | cut -d' ' -f20) || continue
+            { children=$(< "$p/task/${p#/proc/}/children"); } 2>/dev/null || continue
+            if [ -n "$children" ] && awk -v u="$uptime" -v s="$start" -v t="$ticks" 'BEGIN {exit !(u - s / t >= 1)}'; then
+                case $cmd in *"$anchor_id"*) echo "${p#/proc/} anchor" ;; *) echo "${p#/proc/} monitor" ;; esac
+                continue
+            fi
+        fi
+        echo "${p#/proc/} transient"
     done
 }
 resources() {
@@ -154,7 +167,7 @@ sample() {
         [ "$fds" -gt "${mfd[$kind]:-0}" ] && mfd[$kind]=$fds
     done < <(minirun_pids)
     printf '%s' "$t"
-    for kind in monitor anchor cli; do printf ' %s %s %s' "${mpss[$kind]:-0}" "${manon[$kind]:-0}" "${mfd[$kind]:-0}"; done
+    for kind in monitor anchor transient; do printf ' %s %s %s' "${mpss[$kind]:-0}" "${manon[$kind]:-0}" "${mfd[$kind]:-0}"; done
     printf ' %s\n' "$(resources | sed 's/[a-z]*=//g')"
 }
 
@@ -352,14 +365,14 @@ errors = sum(o["err"] for o in ops.values())
 if errors:
     failures.append(f"{errors} failed operations (see above and errors.log)")
 
-cols = ["t"] + [f"{k}_{m}" for k in ("monitor", "anchor", "cli") for m in ("pss", "anon", "fd")] + \
+cols = ["t"] + [f"{k}_{m}" for k in ("monitor", "anchor", "transient") for m in ("pss", "anon", "fd")] + \
        ["rules", "leases", "attachments", "veths", "mounts", "cgroups", "state", "procs"]
 samples = [dict(zip(cols, map(int, l.split()))) for l in open(os.path.join(work, "samples")) if l.strip()]
 span = max(minutes * 60, 1)
 first = [s for s in samples if s["t"] < span / 3]
 last = [s for s in samples if s["t"] >= 2 * span / 3]
 mem = []
-for kind, checked in (("monitor", True), ("anchor", True), ("cli", False)):
+for kind, checked in (("monitor", True), ("anchor", True), ("transient", False)):
     for metric in ("pss", "anon", "fd"):
         key = f"{kind}_{metric}"
         a = max((s[key] for s in first if s[key]), default=0)
@@ -371,8 +384,11 @@ for kind, checked in (("monitor", True), ("anchor", True), ("cli", False)):
             if bad:
                 failures.append(f"{kind} {metric}: {a} in the first third, {b} in the last")
         elif checked:
+            # The anchor is always there; a short run may have caught no
+            # monitor of the pool between its start and its end.
             verdict = "no samples"
-            failures.append(f"{kind} {metric}: no samples in the first or last third")
+            if kind == "anchor":
+                failures.append(f"{kind} {metric}: no samples in the first or last third")
         mem.append((kind, metric, a, b, verdict))
 
 parse = lambda s: dict(kv.split("=") for kv in s.split())
@@ -386,7 +402,7 @@ for k in base:
         failures.append(f"{k}: {base[k]} before, {endc[k]} after")
 
 units = {"pss": "PSS KiB", "anon": "anon KiB", "fd": "fds"}
-what = {"monitor": "monitors (pool)", "anchor": "anchor's monitor", "cli": "commands (not checked)"}
+what = {"monitor": "monitors (pool)", "anchor": "anchor's monitor", "transient": "commands, monitors starting or ending (not checked)"}
 def table(md):
     out = []
     def row(cells, head=False):
@@ -395,7 +411,7 @@ def table(md):
             if head:
                 out.append("|" + "|".join(" --- " for _ in cells) + "|")
         else:
-            out.append("  ".join(f"{c!s:>14}" if i else f"{c!s:<32}" for i, c in enumerate(cells)))
+            out.append("  ".join(f"{c!s:>14}" if i else f"{c!s:<52}" for i, c in enumerate(cells)))
     total = sum(o["ok"] + o["err"] for o in ops.values())
     out.append(f"soak: {minutes:g} min, {len(samples)} samples, {total} operations, {errors} errors")
     out.append("")
