@@ -6,7 +6,7 @@ BIN     := $(RELEASE)/minirun
 OCI_BIN := $(RELEASE)/minirun-runc
 SHARED  ?= ../shared
 
-.PHONY: all build deps test unit-test integration-test demo demo-oci bench bench-front bench-images bench-network install uninstall test-cgroupv2 check-clients parity clippy clean
+.PHONY: all build deps test unit-test integration-test demo demo-oci bench bench-front bench-images bench-network soak install uninstall test-cgroupv2 check-clients parity clippy clean
 
 all: build
 
@@ -61,6 +61,12 @@ bench-images: deps build
 bench-network: deps build
 	scripts/bench-network.sh $(CURDIR)/$(BIN)
 	ANCH_NET_REPS=10 $(SHARED)/bench/netsetup.sh
+
+# A realistic mix of run/exec/stop/rm/ps from two workers for SOAK_MINUTES
+# (default 10), in a throwaway network namespace; fails on any failed
+# command, on anything left behind, or on monitors' memory or fds growing.
+soak: deps build
+	scripts/soak.sh $(CURDIR)/$(BIN)
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/minirun

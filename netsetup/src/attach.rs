@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::firewall::{self, BackendChoice, DriverOptions, FirewallDriver, FirewallError, NetworkRules, PortRule, Proto};
+use crate::ipam::lockfile::LockFile;
 use crate::ipam::{Ipam, IpamError, Lease, LeaseOwner};
 use crate::netlink::{self, Netlink, NetlinkError};
 use crate::network::{Network, NetworkError, NetworkStore};
@@ -22,6 +23,10 @@ use crate::ports::{self, PortError, PortMapping, Protocol};
 pub use crate::network::DEFAULT_NETWORK;
 
 pub(crate) const CONTAINER_INTERFACE: &str = "eth0";
+
+/// Under the state root: flock'ed while a container is detached (see
+/// `NetContext::detach`).
+const DETACH_LOCK: &str = "attachments.lock";
 
 #[derive(Debug, Error)]
 pub enum AttachError {
@@ -301,6 +306,21 @@ impl NetContext {
     /// Releases what attach made. Goes on past errors and reports them all;
     /// detaching what is not attached is not an error.
     pub fn detach(&self, container_id: &str) -> Result<Option<Attachment>, AttachError> {
+        // One detach at a time. A container whose init has exited is stale
+        // for everyone: its own teardown (its monitor, `rm`) and the
+        // stale-lease sweep of any other command (every attach, `network
+        // rm`) may detach it at the same moment. Without the lock both read
+        // the record and do every step, and the later one fails to remove
+        // the record the earlier one just removed (ENOENT): a `run --rm`
+        // then kept its container, as Exited with that error (found by
+        // scripts/soak.sh). Under the lock the later one finds no record
+        // and has nothing left to do. Detaching takes a few milliseconds.
+        if !self.state_root.is_dir() {
+            // Nothing was ever attached under a root that does not exist.
+            return Ok(None);
+        }
+        let lock_path = self.state_root.join(DETACH_LOCK);
+        let _detaching = LockFile::acquire(&lock_path).map_err(|source| AttachError::Io { action: "lock", path: lock_path, source })?;
         let path = self.attachment_path(container_id);
         let Some(attachment) = self.read_attachment(container_id)? else {
             // attach leases the address before it records the attachment:
@@ -411,5 +431,56 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with("mr"));
         assert_eq!(a, host_veth_name(&"a".repeat(64)), "stable");
+    }
+
+    /// A container's own teardown (its monitor, `rm`) and the stale-lease
+    /// sweep of another command detach it at the same moment: all of them
+    /// succeed, one of them finds the attachment, and nothing is left.
+    /// Root only (deleting a link needs CAP_NET_ADMIN), in a network
+    /// namespace of the test thread's own, which the scoped threads inherit.
+    #[test]
+    fn concurrent_detaches_of_one_container_all_succeed() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping concurrent_detaches_of_one_container_all_succeed: needs root");
+            return;
+        }
+        // SAFETY: unshare affects only the calling thread's namespaces.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare(CLONE_NEWNET)");
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = NetContext { state_root: dir.path().to_path_buf(), firewall: BackendChoice::default() };
+        const DETACHERS: usize = 8;
+        for round in 0..200 {
+            let id = format!("{round:064x}");
+            // Its network is gone (no rules, no leases): only the record and
+            // the veth name matter here.
+            let attachment = Attachment {
+                container_id: id.clone(),
+                network: "removed".into(),
+                bridge: "mrtest0".into(),
+                interface: CONTAINER_INTERFACE.into(),
+                host_veth: host_veth_name(&id),
+                address: "10.99.0.2/24".parse().unwrap(),
+                gateway: "10.99.0.1".parse().unwrap(),
+                mac: mac_text(netlink::mac_for("10.99.0.2".parse().unwrap())),
+                ports: Vec::new(),
+            };
+            ctx.save_attachment(&attachment).unwrap();
+            let start = std::sync::Barrier::new(DETACHERS);
+            let results: Vec<_> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..DETACHERS)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            ctx.detach(&id)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let found = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+            assert!(results.iter().all(Result::is_ok), "round {round}: {results:?}");
+            assert_eq!(found, 1, "round {round}: {results:?}");
+            assert!(!ctx.attachment_path(&id).exists());
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | `networks/<name>.json` | one `Network`, replaced atomically |
 //! | `networks.lock` | flock'ed while a network is created or removed |
+//! | `attachments.lock` | flock'ed while a container is detached (see `attach`) |
 //! | `leases/` | the address leases of each network (see `ipam`) |
 //!
 //! Reads take no lock: files are only ever replaced whole, by rename.
