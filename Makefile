@@ -6,7 +6,7 @@ BIN     := $(RELEASE)/minirun
 OCI_BIN := $(RELEASE)/minirun-runc
 SHARED  ?= ../shared
 
-.PHONY: all build deps test unit-test integration-test demo demo-oci bench bench-front bench-images bench-network soak install uninstall test-cgroupv2 check-clients parity clippy clean
+.PHONY: all build deps test unit-test integration-test demo demo-oci bench bench-front bench-images bench-network soak install uninstall test-cgroupv2 check-clients parity clippy fuzz clean
 
 all: build
 
@@ -93,6 +93,12 @@ parity: build
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# cargo-fuzz targets (fuzz/) for a fixed number of inputs each, on stable;
+# a few minutes on 2 cores. FUZZ_RUNS, FUZZ_UNPACK_RUNS, FUZZ_MAX_TIME and
+# FUZZ_TARGETS tune it (scripts/fuzz.sh).
+fuzz:
+	CARGO="$(CARGO)" scripts/fuzz.sh
 
 clean:
 	$(CARGO) clean

@@ -394,7 +394,17 @@ impl Unpacker {
                 self.set_owner_mode_xattrs(&dir, &meta, &shown)?;
                 self.dir_times.push((parts.clone(), meta.mtime));
             }
-            T::Regular | T::Continuous | T::GNUSparse => {
+            // The tar crate expands a sparse file's holes into zeros that
+            // would all be written: a 2 KB entry can claim a hole of
+            // terabytes and fill the disk. Go's archive/tar, which writes
+            // registry layers (Docker, BuildKit, containerd), never writes
+            // sparse entries, so they are refused rather than bounded.
+            T::GNUSparse => {
+                return Err(refuse(
+                    "a GNU sparse file (its holes would be written out as zeros)",
+                ))
+            }
+            T::Regular | T::Continuous => {
                 self.remove_existing(&parent, name, false, &shown)?;
                 let fd = openat(
                     &parent,

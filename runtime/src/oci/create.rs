@@ -7,6 +7,7 @@ use nix::sys::stat::Mode;
 use oci_spec::runtime::{Process, Spec};
 
 use super::cli::OciCli;
+use super::config::parse_config;
 use super::container::{oci_state_json, Container};
 use super::OciError;
 use crate::cgroups::{self, CgroupManager};
@@ -89,33 +90,15 @@ pub(super) struct LoadedBundle {
 pub(super) fn load_bundle(bundle: &Path) -> Result<LoadedBundle, OciError> {
     let bundle = bundle.canonicalize().map_err(OciError::io(format!("bundle {}", bundle.display())))?;
     let config = bundle.join("config.json");
-    // Parsed here rather than with Spec::load, whose errors drop serde's
-    // line, column and reason.
-    let text = std::fs::read(&config).map_err(OciError::io(format!("read {}", config.display())))?;
-    let spec: Spec = serde_json::from_slice(&text).map_err(|e| OciError::Config(format!("{}: {e}", config.display())))?;
-    let process = spec.process().as_ref().ok_or_else(|| OciError::Config("config.json has no process".into()))?;
-    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(OciError::Config("config.json: process.args must not be empty".into()));
-    }
-    if !process.cwd().is_absolute() {
-        return Err(OciError::Config(format!("config.json: process.cwd {:?} must be an absolute path", process.cwd())));
-    }
-    if let Some(hooks) = spec.hooks() {
-        let all = [hooks.prestart(), hooks.create_runtime(), hooks.create_container(), hooks.start_container(), hooks.poststart(), hooks.poststop()];
-        if let Some(hook) = all.into_iter().flatten().flatten().find(|h| h.timeout().is_some_and(|t| t <= 0)) {
-            return Err(OciError::Config(format!("config.json: hook {:?}: timeout must be greater than zero", hook.path())));
-        }
-    }
-    if let Some(mount) = spec.mounts().iter().flatten().find(|m| !m.destination().is_absolute()) {
-        return Err(OciError::Config(format!("config.json: mount destination {:?} must be an absolute path", mount.destination())));
-    }
-    let root = spec.root().as_ref().ok_or_else(|| OciError::Config("config.json has no root".into()))?;
+    let config_bytes = std::fs::read(&config).map_err(OciError::io(format!("read {}", config.display())))?;
+    let spec = parse_config(&config_bytes, &config)?;
+    let root = spec.root().as_ref().expect("checked by parse_config");
     let rootfs = if root.path().is_absolute() { root.path().clone() } else { bundle.join(root.path()) };
     let rootfs = rootfs.canonicalize().map_err(OciError::io(format!("rootfs {}", rootfs.display())))?;
     if !rootfs.is_dir() {
         return Err(OciError::Config(format!("rootfs {} is not a directory", rootfs.display())));
     }
-    Ok(LoadedBundle { path: bundle, config_bytes: text, spec, rootfs })
+    Ok(LoadedBundle { path: bundle, config_bytes, spec, rootfs })
 }
 
 pub(crate) fn create_container(args: &CreateArgs, options: CreateOptions) -> Result<Created, OciError> {
@@ -125,13 +108,6 @@ pub(crate) fn create_container(args: &CreateArgs, options: CreateOptions) -> Res
     let preserve_fds = args.preserve_fds + socket_activation(&mut process);
     let linux = spec.linux().as_ref();
     let namespaces = NamespacePlan::from_config(linux.and_then(|l| l.namespaces().as_deref()).unwrap_or_default())?;
-    let has_mappings = linux.is_some_and(|l| l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) || l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()));
-    if has_mappings && !namespaces.creates(oci_spec::runtime::LinuxNamespaceType::User) {
-        return Err(OciError::Config("config.json: uidMappings and gidMappings need a new user namespace".into()));
-    }
-    for key in linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten().map(|(k, _)| k) {
-        check_sysctl(key, &namespaces)?;
-    }
     let seccomp = linux.and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
     let terminal = process.terminal().unwrap_or(false);
     if terminal && args.console_socket.is_none() && console.is_none() {
@@ -257,27 +233,6 @@ fn make_exec_fifo(dir: &ContainerDir) -> Result<OwnedFd, OciError> {
         .map_err(|e| OciError::io("open exec fifo")(e.into()))?;
     // SAFETY: open returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Only sysctls of a namespace the container has a new one of can be set:
-/// any other would change the host's kernel (runc's rule, in its words).
-fn check_sysctl(key: &str, namespaces: &NamespacePlan) -> Result<(), OciError> {
-    use oci_spec::runtime::LinuxNamespaceType as Ns;
-    const IPC: [&str; 8] = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
-    let needs = if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
-        Ns::Ipc
-    } else if key.starts_with("net.") {
-        Ns::Network
-    } else if key == "kernel.hostname" || key == "kernel.domainname" {
-        Ns::Uts
-    } else {
-        return Err(OciError::Config(format!("sysctl {key:?} is not in a separate kernel namespace")));
-    };
-    if namespaces.isolates(needs) {
-        Ok(())
-    } else {
-        Err(OciError::Config(format!("sysctl {key:?} needs a {needs:?} namespace of the container's own (it would change the host's)")))
-    }
 }
 
 /// systemd socket activation (LISTEN_FDS in our environment): the sockets

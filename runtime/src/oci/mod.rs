@@ -3,6 +3,7 @@
 //! they drive runc; `../../shared/contract/` has the calls they make.
 
 mod cli;
+mod config;
 mod container;
 mod create;
 mod delete;
@@ -21,5 +22,6 @@ mod start;
 mod state;
 
 pub use cli::{main, OciCli};
+pub use config::parse_config;
 pub use container::Container;
 pub use error::OciError;

@@ -15,15 +15,13 @@ use ureq::http::Response;
 use ureq::Body;
 
 use super::auth::{self, Challenge, Credentials};
+use super::manifest::{
+    choose_platform, classify, parse_manifest, Kind, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST,
+    MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
+};
 use super::platform::PlatformSpec;
 use super::{RegistryError, RegistryOptions};
 use crate::image::reference::{validate_digest, Reference};
-
-pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const MEDIA_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1";
 
 /// Manifests are small; a bigger answer is a broken or hostile registry.
 const MANIFEST_LIMIT: u64 = 8 << 20;
@@ -146,7 +144,7 @@ impl Registry {
             header_digest.as_deref()
         };
         let digest = verify_manifest_digest(&bytes, expected, &self.reference.to_string())?;
-        match self.classify(&bytes, header_type.as_deref())? {
+        match classify(&bytes, header_type.as_deref(), &self.reference.to_string())? {
             Kind::Manifest(media_type) => {
                 let manifest = parse_manifest(&bytes, &digest)?;
                 Ok(FetchedManifest {
@@ -158,7 +156,8 @@ impl Registry {
                 })
             }
             Kind::Index => {
-                let entry = self.choose_platform(&bytes, &digest)?;
+                let entry =
+                    choose_platform(&bytes, &digest, &self.platform, &self.reference.to_string())?;
                 let RawManifest {
                     bytes: mbytes,
                     content_type: mtype,
@@ -174,7 +173,11 @@ impl Registry {
                         });
                     }
                 }
-                match self.classify(&mbytes, mtype.as_deref().or(entry.media_type.as_deref()))? {
+                match classify(
+                    &mbytes,
+                    mtype.as_deref().or(entry.media_type.as_deref()),
+                    &self.reference.to_string(),
+                )? {
                     Kind::Manifest(media_type) => Ok(FetchedManifest {
                         manifest: parse_manifest(&mbytes, &mdigest)?,
                         digest: mdigest,
@@ -379,76 +382,6 @@ impl Registry {
         })
     }
 
-    fn classify(&self, bytes: &[u8], header_type: Option<&str>) -> Result<Kind, RegistryError> {
-        let unsupported = |reason: String| RegistryError::UnsupportedManifest {
-            reference: self.reference.to_string(),
-            reason,
-        };
-        let json: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| unsupported(format!("manifest is not JSON: {e}")))?;
-        let body_type = json.get("mediaType").and_then(|m| m.as_str());
-        let media_type = body_type.or(header_type).unwrap_or_default().to_string();
-        if json.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1)
-            || media_type.starts_with(MEDIA_SCHEMA1)
-        {
-            return Err(unsupported(
-                "Docker image manifest schema 1 is deprecated and not supported; push the image again with a current tool".into(),
-            ));
-        }
-        match media_type.as_str() {
-            MEDIA_OCI_INDEX | MEDIA_DOCKER_LIST => Ok(Kind::Index),
-            MEDIA_OCI_MANIFEST | MEDIA_DOCKER_MANIFEST => Ok(Kind::Manifest(media_type)),
-            // OCI allows omitting mediaType; the shape tells.
-            _ if json.get("manifests").is_some_and(|m| m.is_array()) => Ok(Kind::Index),
-            _ if json.get("config").is_some() && json.get("layers").is_some() => {
-                Ok(Kind::Manifest(if media_type.is_empty() {
-                    MEDIA_OCI_MANIFEST.to_string()
-                } else {
-                    media_type
-                }))
-            }
-            other => Err(unsupported(format!("media type {other:?}"))),
-        }
-    }
-
-    fn choose_platform(&self, bytes: &[u8], digest: &str) -> Result<IndexEntry, RegistryError> {
-        let index: IndexDoc =
-            serde_json::from_slice(bytes).map_err(|e| RegistryError::UnsupportedManifest {
-                reference: self.reference.to_string(),
-                reason: format!("index {digest}: {e}"),
-            })?;
-        let mut available: Vec<String> = Vec::new();
-        let mut best: Option<(u8, IndexEntry)> = None;
-        for entry in index.manifests {
-            let Some(p) = &entry.platform else { continue };
-            // Buildkit's attestation manifests are not images.
-            if p.os == "unknown" || p.architecture == "unknown" {
-                continue;
-            }
-            let candidate = PlatformSpec::from_entry(&p.os, &p.architecture, p.variant.as_deref());
-            let name = candidate.to_string();
-            if !available.contains(&name) {
-                available.push(name);
-            }
-            if let Some(rank) = self.platform.rank(&candidate) {
-                if !matches!(&best, Some((r, _)) if *r <= rank) {
-                    best = Some((rank, entry));
-                }
-            }
-        }
-        let (_, entry) = best.ok_or_else(|| RegistryError::NoMatchingPlatform {
-            wanted: self.platform.to_string(),
-            repository: self.reference.to_string(),
-            available: if available.is_empty() {
-                "none".to_string()
-            } else {
-                available.join(", ")
-            },
-        })?;
-        validate_digest(&entry.digest)?;
-        Ok(entry)
-    }
-
     /// GET with our cached credentials; on 401 answers the challenge once
     /// (Bearer token or Basic) and retries.
     fn get(&self, url: &str, headers: &[(&str, String)]) -> Result<Response<Body>, RegistryError> {
@@ -645,42 +578,6 @@ struct RawManifest {
     content_type: Option<String>,
     /// Docker-Content-Digest, when it is a sha256 one.
     header_digest: Option<String>,
-}
-
-enum Kind {
-    Manifest(String),
-    Index,
-}
-
-#[derive(Deserialize)]
-struct IndexDoc {
-    #[serde(default)]
-    manifests: Vec<IndexEntry>,
-}
-
-#[derive(Deserialize)]
-struct IndexEntry {
-    #[serde(rename = "mediaType")]
-    media_type: Option<String>,
-    digest: String,
-    size: Option<u64>,
-    platform: Option<EntryPlatform>,
-}
-
-#[derive(Deserialize)]
-struct EntryPlatform {
-    #[serde(default)]
-    architecture: String,
-    #[serde(default)]
-    os: String,
-    variant: Option<String>,
-}
-
-fn parse_manifest(bytes: &[u8], digest: &str) -> Result<ImageManifest, RegistryError> {
-    ImageManifest::from_reader(bytes).map_err(|e| RegistryError::UnsupportedManifest {
-        reference: digest.to_string(),
-        reason: format!("cannot parse image manifest: {e}"),
-    })
 }
 
 fn verify_manifest_digest(

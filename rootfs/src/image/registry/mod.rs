@@ -8,6 +8,7 @@
 
 mod auth;
 mod client;
+pub mod manifest;
 mod platform;
 mod pull;
 mod store_sink;
