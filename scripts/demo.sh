@@ -15,6 +15,8 @@ cleanup() {
     set +e
     for c in $(mr ps -aq 2>/dev/null); do mr rm -f "$c" >/dev/null 2>&1; done
     mr network rm "$net" >/dev/null 2>&1
+    # The default network, if any step made it, lives in our own network root.
+    mr network rm bridge >/dev/null 2>&1
     rm -rf "$state"
 }
 trap cleanup EXIT
@@ -37,14 +39,14 @@ step "A network of our own: a Linux bridge, a subnet, NAT out"
 show network create "$net"
 
 step "What minirun will do for a container, as commands (nothing is done)"
-mr run --explain --network "$net" -p "$PORT:80" busybox httpd -f -p 80 -h /www | grep -v '^mount --bind /dev/null\|^mount --bind /proc' | head -60
+mr run --explain --network "$net" -p "$PORT:80" busybox httpd -f -p 80 -h /www | grep -v '^mount --bind /dev/null\|^mount --bind /proc' | sed -n '1,60p'  # not head: under pipefail its early exit fails the demo
 echo "..."
 
 step "Two containers on it, each in new pid, mount, uts, ipc and net namespaces, with a veth pair to the bridge"
 show run -d --name web --network "$net" -p "$PORT:80" busybox httpd -f -p 80 -h /www
 show run -d --name client --network "$net" busybox sleep 600
 show ps
-web_ip=$(mr inspect web | sed -n 's/.*"IPAddress": "\([0-9.]*\)".*/\1/p' | head -1)
+web_ip=$(mr inspect web | sed -n 's/.*"IPAddress": "\([0-9.]*\)".*/\1/p' | sed -n 1p)
 show exec client ip addr show eth0
 show exec client ip route
 
