@@ -272,8 +272,11 @@ impl NetContext {
         let bridge = host.ensure_bridge_index(&network.bridge, gateway, mtu)?;
         netlink::enable_forwarding(&network.bridge).map_err(|source| AttachError::Io { action: "enable forwarding for", path: network.bridge.clone().into(), source })?;
         let firewall = self.firewall()?;
-        // A new bridge (first use, or after a reboot) gets its network's rules.
-        if bridge.created {
+        // A new bridge (first use, or after a reboot) gets its network's
+        // rules. Published ports need the table too, and the attach that
+        // made the bridge may not have set it up yet: setting up is
+        // idempotent and under the firewall lock, so whoever comes first does it.
+        if bridge.created || !attachment.ports.is_empty() {
             firewall.setup_network(&rules_for(network))?;
         }
         host.create_veth(&attachment.host_veth, &attachment.interface, bridge.index, netns.as_fd(), mtu)?;
@@ -367,13 +370,29 @@ impl NetContext {
     /// `kill -9` of the runtime or a reboot). Returns the ids reclaimed.
     pub fn reclaim_stale(&self) -> Result<Vec<String>, AttachError> {
         let mut reclaimed = Vec::new();
+        // Read before the leases: an attach takes its lease before it writes
+        // its record, so every record seen here has its lease in the read
+        // below unless the lease is really gone.
+        let attachments = self.attachments()?;
         for network in self.store()?.list()? {
             let ipam = Ipam::open(&self.state_root, &network)?;
+            let mut leased = std::collections::HashSet::new();
             for lease in ipam.leases()? {
-                if !lease.owner.is_running() {
+                if lease.owner.is_running() {
+                    leased.insert(lease.container_id);
+                } else {
                     self.detach(&lease.container_id)?;
                     ipam.release(&lease.container_id)?;
                     reclaimed.push(lease.container_id);
+                }
+            }
+            // A record whose lease `Ipam::allocate` reclaimed by itself (its
+            // owner died between our sweep and that allocation): its veth
+            // and port rules would otherwise stay forever.
+            for orphan in attachments.iter().filter(|a| a.network == network.name && !leased.contains(&a.container_id)) {
+                if !reclaimed.contains(&orphan.container_id) {
+                    self.detach(&orphan.container_id)?;
+                    reclaimed.push(orphan.container_id.clone());
                 }
             }
         }
@@ -431,6 +450,45 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with("mr"));
         assert_eq!(a, host_veth_name(&"a".repeat(64)), "stable");
+    }
+
+    fn record(id: &str, network: &str, address: &str) -> Attachment {
+        Attachment {
+            container_id: id.to_string(),
+            network: network.into(),
+            bridge: "mrtest0".into(),
+            interface: CONTAINER_INTERFACE.into(),
+            host_veth: host_veth_name(id),
+            address: format!("{address}/24").parse().unwrap(),
+            gateway: "10.98.0.1".parse().unwrap(),
+            mac: mac_text(netlink::mac_for(address.parse().unwrap())),
+            ports: Vec::new(),
+        }
+    }
+
+    /// `Ipam::allocate` reclaims a dead owner's lease by itself; the record
+    /// it leaves without a lease is detached by the next sweep, and a record
+    /// with a live lease is not. Root only (detach deletes links), in a
+    /// network namespace of the test thread's own.
+    #[test]
+    fn the_sweep_detaches_records_that_lost_their_lease() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping the_sweep_detaches_records_that_lost_their_lease: needs root");
+            return;
+        }
+        // SAFETY: unshare affects only the calling thread's namespaces.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare(CLONE_NEWNET)");
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = NetContext { state_root: dir.path().to_path_buf(), firewall: BackendChoice::default() };
+        let network = ctx.store().unwrap().create("sweep", Some("10.98.0.0/24".parse().unwrap()), false, &[]).unwrap();
+        let (kept, orphan) = ("a".repeat(64), "b".repeat(64));
+        let me = LeaseOwner::of_process(std::process::id() as i32).unwrap();
+        let address = Ipam::open(dir.path(), &network).unwrap().allocate(&kept, me, None).unwrap();
+        ctx.save_attachment(&record(&kept, "sweep", &address.to_string())).unwrap();
+        ctx.save_attachment(&record(&orphan, "sweep", "10.98.0.9")).unwrap();
+        assert_eq!(ctx.reclaim_stale().unwrap(), [orphan.clone()]);
+        assert!(!ctx.attachment_path(&orphan).exists());
+        assert!(ctx.attachment_path(&kept).exists());
     }
 
     /// A container's own teardown (its monitor, `rm`) and the stale-lease
