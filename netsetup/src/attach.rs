@@ -452,7 +452,9 @@ mod tests {
         assert_eq!(a, host_veth_name(&"a".repeat(64)), "stable");
     }
 
+    /// An attachment record on a /24 whose gateway is its .1.
     fn record(id: &str, network: &str, address: &str) -> Attachment {
+        let gateway = format!("{}.1", address.rsplit_once('.').unwrap().0);
         Attachment {
             container_id: id.to_string(),
             network: network.into(),
@@ -460,7 +462,7 @@ mod tests {
             interface: CONTAINER_INTERFACE.into(),
             host_veth: host_veth_name(id),
             address: format!("{address}/24").parse().unwrap(),
-            gateway: "10.98.0.1".parse().unwrap(),
+            gateway: gateway.parse().unwrap(),
             mac: mac_text(netlink::mac_for(address.parse().unwrap())),
             ports: Vec::new(),
         }
@@ -486,7 +488,7 @@ mod tests {
         let address = Ipam::open(dir.path(), &network).unwrap().allocate(&kept, me, None).unwrap();
         ctx.save_attachment(&record(&kept, "sweep", &address.to_string())).unwrap();
         ctx.save_attachment(&record(&orphan, "sweep", "10.98.0.9")).unwrap();
-        assert_eq!(ctx.reclaim_stale().unwrap(), [orphan.clone()]);
+        assert_eq!(ctx.reclaim_stale().unwrap(), std::slice::from_ref(&orphan));
         assert!(!ctx.attachment_path(&orphan).exists());
         assert!(ctx.attachment_path(&kept).exists());
     }
@@ -511,17 +513,7 @@ mod tests {
             let id = format!("{round:064x}");
             // Its network is gone (no rules, no leases): only the record and
             // the veth name matter here.
-            let attachment = Attachment {
-                container_id: id.clone(),
-                network: "removed".into(),
-                bridge: "mrtest0".into(),
-                interface: CONTAINER_INTERFACE.into(),
-                host_veth: host_veth_name(&id),
-                address: "10.99.0.2/24".parse().unwrap(),
-                gateway: "10.99.0.1".parse().unwrap(),
-                mac: mac_text(netlink::mac_for("10.99.0.2".parse().unwrap())),
-                ports: Vec::new(),
-            };
+            let attachment = record(&id, "removed", "10.99.0.2");
             ctx.save_attachment(&attachment).unwrap();
             let start = std::sync::Barrier::new(DETACHERS);
             let results: Vec<_> = std::thread::scope(|s| {
