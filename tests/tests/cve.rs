@@ -200,7 +200,7 @@ fn cve_2021_30465_mount_destination_swapped_for_a_symlink() {
         landed += 1;
         rt.ok(&["delete", &id]);
     }
-    eprintln!("{landed} mounts landed at the destination, {refused} refused a swapped path");
+    eprintln!("{landed} mounts landed inside the container, {refused} creates refused a swapped path");
     assert!(landed > 0, "no run got through at all: {refused} refused");
 }
 

@@ -46,18 +46,25 @@ pub fn parse_config(bytes: &[u8], origin: &Path) -> Result<Spec, OciError> {
     Ok(spec)
 }
 
+/// The kind of namespace a sysctl belongs to; None for the host-wide ones.
+pub(super) fn sysctl_namespace(key: &str) -> Option<Ns> {
+    const IPC: [&str; 8] = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        Some(Ns::Ipc)
+    } else if key.starts_with("net.") {
+        Some(Ns::Network)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        Some(Ns::Uts)
+    } else {
+        None
+    }
+}
+
 /// Only sysctls of a namespace the container has one of its own of (new or
 /// joined) can be set: any other would change the host's kernel (runc's
 /// rule, in its words).
 fn check_sysctl(key: &str, namespaces: &[LinuxNamespace]) -> Result<(), OciError> {
-    const IPC: [&str; 8] = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
-    let needs = if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
-        Ns::Ipc
-    } else if key.starts_with("net.") {
-        Ns::Network
-    } else if key == "kernel.hostname" || key == "kernel.domainname" {
-        Ns::Uts
-    } else {
+    let Some(needs) = sysctl_namespace(key) else {
         return Err(OciError::Config(format!("sysctl {key:?} is not in a separate kernel namespace")));
     };
     if namespaces.iter().any(|n| n.typ() == needs) {

@@ -108,6 +108,9 @@ pub(crate) fn create_container(args: &CreateArgs, options: CreateOptions) -> Res
     let preserve_fds = args.preserve_fds + socket_activation(&mut process);
     let linux = spec.linux().as_ref();
     let namespaces = NamespacePlan::from_config(linux.and_then(|l| l.namespaces().as_deref()).unwrap_or_default())?;
+    for key in linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten().map(|(k, _)| k) {
+        refuse_sysctl_in_hosts_namespace(key, &namespaces)?;
+    }
     let seccomp = linux.and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
     let terminal = process.terminal().unwrap_or(false);
     if terminal && args.console_socket.is_none() && console.is_none() {
@@ -233,6 +236,23 @@ fn make_exec_fifo(dir: &ContainerDir) -> Result<OwnedFd, OciError> {
         .map_err(|e| OciError::io("open exec fifo")(e.into()))?;
     // SAFETY: open returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// parse_config accepts a sysctl when the container joins a namespace of its
+/// kind, but the joined one may be the host's own (`/proc/1/ns/net`): writing
+/// the sysctl there would change the host's kernel, as runc also refuses.
+fn refuse_sysctl_in_hosts_namespace(key: &str, namespaces: &NamespacePlan) -> Result<(), OciError> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(joined) = super::config::sysctl_namespace(key).and_then(|kind| namespaces.join.iter().find(|j| j.kind == kind)) else {
+        return Ok(());
+    };
+    let own = format!("/proc/self/ns/{}", crate::namespaces::proc_name(joined.kind));
+    let (theirs, ours) = (joined.file.metadata(), std::fs::metadata(&own));
+    match (theirs, ours) {
+        (Ok(t), Ok(o)) if (t.dev(), t.ino()) != (o.dev(), o.ino()) => Ok(()),
+        (Ok(_), Ok(_)) => Err(OciError::Config(format!("sysctl {key:?}: the namespace joined at {} is the host's", joined.path.display()))),
+        (Err(e), _) | (_, Err(e)) => Err(OciError::Config(format!("sysctl {key:?}: compare {} with {own}: {e}", joined.path.display()))),
+    }
 }
 
 /// systemd socket activation (LISTEN_FDS in our environment): the sockets
