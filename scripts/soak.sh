@@ -126,12 +126,14 @@ count_cgroups() {
 # more fds, as the commands do: those samples are "transient", reported but
 # not held to the growth check.
 minirun_pids() {
-    local p exe cmd uptime start ticks children
+    local p comm cmd uptime start ticks children
     ticks=$(getconf CLK_TCK)
     read -r uptime _ < /proc/uptime
     for p in /proc/[0-9]*; do
-        exe=$(readlink "$p/exe" 2>/dev/null) || continue
-        [ "$exe" = "$MINIRUN" ] || continue
+        # By name, not by /proc/PID/exe: minirun runs from a detached
+        # read-only mount of its binary (CVE-2019-5736), whose path reads "/".
+        { comm=$(< "$p/comm"); } 2>/dev/null || continue
+        [ "$comm" = minirun ] || continue
         cmd=$(tr '\0' ' ' 2>/dev/null < "$p/cmdline") || continue
         [[ $cmd == *"$root"* ]] || continue
         if [[ $cmd == *__monitor* ]]; then

@@ -47,6 +47,7 @@ pub fn ensure_read_only_exe(args: &[OsString]) -> io::Result<()> {
     unsafe { std::env::remove_var(REEXEC_MARK) };
     let exe = File::open("/proc/self/exe")?;
     if runs_read_only(&exe)? {
+        name_after(args);
         return Ok(());
     }
     if marked {
@@ -61,6 +62,17 @@ pub fn ensure_read_only_exe(args: &[OsString]) -> io::Result<()> {
     // SAFETY: still single-threaded (see above).
     unsafe { std::env::set_var(REEXEC_MARK, "1") };
     Err(exec_fd(&protected, args))
+}
+
+/// An exec through an fd or /proc/self/exe names the process "4" or "exe"
+/// (its comm, what ps and top show): it gets its own name back.
+fn name_after(args: &[OsString]) {
+    let Some(name) = args.first().and_then(|a| std::path::Path::new(a).file_name()) else { return };
+    // The kernel keeps the first 15 bytes.
+    if let Ok(name) = CString::new(name.as_bytes()) {
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string that outlives the call.
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+    }
 }
 
 /// Already protected: started from a read-only mount (ours, or a binary
