@@ -5,6 +5,7 @@
 //! "host", and has its own state roots; at the end it checks that nothing
 //! is left: no container dirs, mounts, cgroups, veths or leases.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -69,6 +70,17 @@ fn detached_container_lifecycle() {
     assert!(text(&logs.stderr).contains("oops"), "stderr stays stderr: {}", both(&logs));
     assert_eq!(f.ok(&["exec", "svc", "hostname"]).trim(), &id[..12]);
     assert_eq!(f.out(&["exec", "svc", "sh", "-c", "exit 4"]).status.code(), Some(4));
+    // As Docker: stdin only with -i, no stdio at all with -d.
+    let exec_with_input = |extra: &[&str]| {
+        let mut child = f.cmd().arg("exec").args(extra).args(["svc", "cat"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(b"typed\n").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert_eq!(text(&exec_with_input(&["-i"]).stdout), "typed\n");
+    let without_i = exec_with_input(&[]);
+    assert!(without_i.status.success() && text(&without_i.stdout).is_empty(), "{}", both(&without_i));
+    let detached = f.out(&["exec", "-d", "svc", "sh", "-c", "echo leaked; echo leaked >&2"]);
+    assert!(detached.status.success() && detached.stdout.is_empty() && detached.stderr.is_empty(), "{}", both(&detached));
     let state = f.inspect(&id[..5]);
     assert_eq!(state["State"]["Running"], true);
     let pid = state["State"]["Pid"].as_i64().unwrap();

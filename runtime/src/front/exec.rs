@@ -2,6 +2,7 @@
 //! in every namespace and the cgroup of a running container, with its
 //! capabilities, seccomp filter and environment.
 
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use super::engine::terminal::{copy_window_size, receive_master, RawMode};
@@ -70,7 +71,10 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<i32, EngineError> {
         }
         false => (None, None),
     };
-    let pid = embed::exec(&engine.runtime_root(), &record.id, &process, console)?;
+    let pid = {
+        let _stdio = StdioForExec::swap(args)?;
+        embed::exec(&engine.runtime_root(), &record.id, &process, console)?
+    };
     if args.detach {
         return Ok(0);
     }
@@ -85,6 +89,53 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<i32, EngineError> {
         proxy(std::fs::File::from(master), args.interactive);
     }
     Ok(wait_exit_code(pid))
+}
+
+/// The exec'd process inherits our stdio at its clone. Docker gives it
+/// stdin only with -i, and no stdio at all with -d (it would otherwise
+/// write to our terminal after we have returned). So for the spawn, ours
+/// point at /dev/null, and are put back on drop for our own messages.
+struct StdioForExec {
+    saved: Vec<(RawFd, OwnedFd)>,
+}
+
+impl StdioForExec {
+    fn swap(args: &ExecArgs) -> Result<Self, EngineError> {
+        let fds: &[RawFd] = match (args.detach, args.interactive || args.tty) {
+            (true, _) => &[0, 1, 2],
+            (false, false) => &[0],
+            (false, true) => &[],
+        };
+        let mut swap = StdioForExec { saved: Vec::new() };
+        if fds.is_empty() {
+            return Ok(swap);
+        }
+        let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").map_err(EngineError::io("open /dev/null"))?;
+        for &fd in fds {
+            // SAFETY: fcntl(F_DUPFD_CLOEXEC) on one of our stdio fds; the new fd is ours.
+            let saved = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+            if saved < 0 {
+                // A closed stdio fd: the process gets /dev/null there too, nothing to restore.
+                // SAFETY: dup2 onto a stdio fd number.
+                unsafe { libc::dup2(null.as_raw_fd(), fd) };
+                continue;
+            }
+            // SAFETY: the kernel just returned this fd to us.
+            swap.saved.push((fd, unsafe { std::os::fd::FromRawFd::from_raw_fd(saved) }));
+            // SAFETY: dup2 onto a stdio fd number we saved above.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+        Ok(swap)
+    }
+}
+
+impl Drop for StdioForExec {
+    fn drop(&mut self) {
+        for (fd, saved) in self.saved.drain(..) {
+            // SAFETY: puts back the fd we saved in swap.
+            unsafe { libc::dup2(saved.as_raw_fd(), fd) };
+        }
+    }
 }
 
 /// Our terminal to the exec's pty and back, until the pty closes.
