@@ -85,6 +85,10 @@ fn import_mount_write_unmount() {
     assert_eq!(image.config.rootfs().diff_ids().len(), 1);
     assert_eq!(store.resolve(&image.id[7..19]).unwrap().id, image.id);
     assert_eq!(store.list().unwrap().len(), 1);
+    // As `docker images` counts it: the unpacked files (busybox alone here),
+    // not the gzip'ed layer.
+    assert_eq!(image.size, fs::metadata(BUSYBOX).unwrap().len());
+    assert_eq!(store.list().unwrap()[0].size, image.size);
 
     let layers = store.layer_dirs(&image).unwrap();
     let ctr = dir.path().join("ctr");

@@ -100,8 +100,8 @@ pub struct ImageRecord {
     pub manifest_digest: String,
     /// From the config, RFC 3339, when the image says.
     pub created: Option<String>,
-    /// Bytes of the image's blobs (config and compressed layers), as a
-    /// registry counts them.
+    /// Bytes of the image's unpacked files, as `docker images` counts them
+    /// (for images added before minirun kept it: the compressed blobs).
     pub size: u64,
     pub config: ImageConfiguration,
 }
@@ -111,6 +111,10 @@ pub struct ImageRecord {
 struct Entry {
     manifest: String,
     names: Vec<String>,
+    /// Bytes of the unpacked layers' files, measured when the image was
+    /// added; absent in stores written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unpacked_size: Option<u64>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -261,8 +265,9 @@ impl ImageStore {
                 diff_ids: diff_ids.len(),
             });
         }
+        let mut unpacked_size = 0;
         for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
-            self.unpack_layer(layer.digest().as_ref(), diff_id)?;
+            unpacked_size += self.unpack_layer(layer.digest().as_ref(), diff_id)?;
         }
         self.update_repositories(|repos| {
             for entry in repos.images.values_mut() {
@@ -271,8 +276,10 @@ impl ImageStore {
             let entry = repos.images.entry(id.clone()).or_insert_with(|| Entry {
                 manifest: manifest_digest.to_string(),
                 names: Vec::new(),
+                unpacked_size: None,
             });
             entry.manifest = manifest_digest.to_string();
+            entry.unpacked_size = Some(unpacked_size);
             for n in names {
                 if !entry.names.contains(n) {
                     entry.names.push(n.clone());
@@ -283,17 +290,18 @@ impl ImageStore {
         self.record(&id)
     }
 
-    fn unpack_layer(&self, blob_digest: &str, diff_id: &str) -> Result<(), StoreError> {
+    /// Unpacks a layer unless it already is; returns the bytes of its files.
+    fn unpack_layer(&self, blob_digest: &str, diff_id: &str) -> Result<u64, StoreError> {
         let hex = sha256_hex(diff_id)?;
         let dest = self.root.join("layers").join(hex);
         if dest.is_dir() {
-            return Ok(());
+            return Ok(tree_size(&dest));
         }
         let lock_path = self.root.join("locks").join(format!("layer-{hex}"));
         let _lock = FileLock::acquire(&lock_path, Mode::Exclusive)
             .map_err(io_err(&lock_path, "locking"))?;
         if dest.is_dir() {
-            return Ok(());
+            return Ok(tree_size(&dest));
         }
         let path = self.blob_path(blob_digest);
         let file = fs::File::open(&path).map_err(|e| match e.kind() {
@@ -307,11 +315,12 @@ impl ImageStore {
             },
         })?;
         unpack_layer_to_new_dir(io::BufReader::new(file), &dest, Some(diff_id))
-            .map(drop)
             .map_err(|source| StoreError::Unpack {
                 digest: blob_digest.to_string(),
                 source,
-            })
+            })?;
+        // Measured on disk, as for a layer unpacked before: hardlinks count once.
+        Ok(tree_size(&dest))
     }
 
     /// Finds an image by name (exactly as stored, normalised), or by its id
@@ -503,8 +512,9 @@ impl ImageStore {
             .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
         let manifest = self.read_manifest(&entry.manifest)?;
         let config = self.read_config(id)?;
-        let size =
-            manifest.config().size() + manifest.layers().iter().map(|l| l.size()).sum::<u64>();
+        let size = entry.unpacked_size.unwrap_or_else(|| {
+            manifest.config().size() + manifest.layers().iter().map(|l| l.size()).sum::<u64>()
+        });
         Ok(ImageRecord {
             id: id.to_string(),
             names: entry.names.clone(),
@@ -722,6 +732,7 @@ mod tests {
         let entry = |n: &str| Entry {
             manifest: String::new(),
             names: vec![n.to_string()],
+            unpacked_size: None,
         };
         repos
             .images
