@@ -468,20 +468,28 @@ mod tests {
         }
     }
 
+    /// A context on a fresh state root, in a network namespace of the test
+    /// thread's own; None (the test is skipped) when not root, since
+    /// detaching deletes links.
+    fn root_context_in_own_netns(test: &str) -> Option<(tempfile::TempDir, NetContext)> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping {test}: needs root");
+            return None;
+        }
+        // SAFETY: unshare affects only the calling thread's namespaces.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare(CLONE_NEWNET)");
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = NetContext { state_root: dir.path().to_path_buf(), firewall: BackendChoice::default() };
+        Some((dir, ctx))
+    }
+
     /// `Ipam::allocate` reclaims a dead owner's lease by itself; the record
     /// it leaves without a lease is detached by the next sweep, and a record
     /// with a live lease is not. Root only (detach deletes links), in a
     /// network namespace of the test thread's own.
     #[test]
     fn the_sweep_detaches_records_that_lost_their_lease() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipping the_sweep_detaches_records_that_lost_their_lease: needs root");
-            return;
-        }
-        // SAFETY: unshare affects only the calling thread's namespaces.
-        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare(CLONE_NEWNET)");
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = NetContext { state_root: dir.path().to_path_buf(), firewall: BackendChoice::default() };
+        let Some((dir, ctx)) = root_context_in_own_netns("the_sweep_detaches_records_that_lost_their_lease") else { return };
         let network = ctx.store().unwrap().create("sweep", Some("10.98.0.0/24".parse().unwrap()), false, &[]).unwrap();
         let (kept, orphan) = ("a".repeat(64), "b".repeat(64));
         let me = LeaseOwner::of_process(std::process::id() as i32).unwrap();
@@ -500,14 +508,7 @@ mod tests {
     /// namespace of the test thread's own, which the scoped threads inherit.
     #[test]
     fn concurrent_detaches_of_one_container_all_succeed() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipping concurrent_detaches_of_one_container_all_succeed: needs root");
-            return;
-        }
-        // SAFETY: unshare affects only the calling thread's namespaces.
-        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare(CLONE_NEWNET)");
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = NetContext { state_root: dir.path().to_path_buf(), firewall: BackendChoice::default() };
+        let Some((_dir, ctx)) = root_context_in_own_netns("concurrent_detaches_of_one_container_all_succeed") else { return };
         const DETACHERS: usize = 8;
         for round in 0..200 {
             let id = format!("{round:064x}");
